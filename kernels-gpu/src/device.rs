@@ -1,0 +1,155 @@
+//! The small device module that plays Rust-CUDA's `cuda_std` role: thread and block indices,
+//! barriers, warp shuffles, dynamic shared memory, read-only global loads and bf16 conversion.
+//! Everything here is a thin, `#[inline(always)]` wrapper around one PTX instruction.
+
+use core::arch::asm;
+use core::arch::nvptx;
+
+/// Threads per warp on every NVIDIA GPU this project targets.
+pub const WARP: u32 = 32;
+
+// Dynamic shared memory: one module-scope extern array whose size the host sets per launch
+// (`shared_mem_bytes`). Kernels carve it up themselves; see [`dynamic_shared`].
+core::arch::global_asm!(".extern .shared .align 16 .b8 qwen_dynamic_smem[];");
+
+#[inline(always)]
+pub fn thread_x() -> u32 {
+    unsafe { nvptx::_thread_idx_x() }
+}
+#[inline(always)]
+pub fn block_x() -> u32 {
+    unsafe { nvptx::_block_idx_x() }
+}
+#[inline(always)]
+pub fn block_y() -> u32 {
+    unsafe { nvptx::_block_idx_y() }
+}
+#[inline(always)]
+pub fn block_dim_x() -> u32 {
+    unsafe { nvptx::_block_dim_x() }
+}
+#[inline(always)]
+pub fn grid_dim_x() -> u32 {
+    unsafe { nvptx::_grid_dim_x() }
+}
+#[inline(always)]
+pub fn lane() -> u32 {
+    thread_x() % WARP
+}
+#[inline(always)]
+pub fn warp_id() -> u32 {
+    thread_x() / WARP
+}
+
+/// `__syncthreads()`: every thread of the block waits here, and shared-memory writes before it
+/// are visible to every thread after it.
+#[inline(always)]
+pub fn sync_threads() {
+    unsafe { nvptx::_syncthreads() }
+}
+
+/// `shfl.sync.bfly`: the value held by lane `lane ^ mask` (all 32 lanes must take part).
+#[inline(always)]
+pub fn shfl_xor(v: f32, mask: u32) -> f32 {
+    let r: f32;
+    unsafe {
+        asm!("shfl.sync.bfly.b32 {r}, {v}, {m}, 0x1f, 0xffffffff;",
+             r = out(reg32) r, v = in(reg32) v, m = in(reg32) mask,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}
+
+/// Sum over the 32 lanes of a warp; every lane gets the total (butterfly reduction).
+#[inline(always)]
+pub fn warp_sum(mut v: f32) -> f32 {
+    let mut m = 16;
+    while m > 0 {
+        v += shfl_xor(v, m);
+        m >>= 1;
+    }
+    v
+}
+
+/// Maximum over the 32 lanes of a warp; every lane gets it.
+#[inline(always)]
+pub fn warp_max(mut v: f32) -> f32 {
+    let mut m = 16;
+    while m > 0 {
+        v = v.max(shfl_xor(v, m));
+        m >>= 1;
+    }
+    v
+}
+
+/// Base of the launch's dynamic shared memory, as a generic pointer to `T`.
+/// The caller must launch with at least as many `shared_mem_bytes` as it touches.
+#[inline(always)]
+pub fn dynamic_shared<T>() -> *mut T {
+    let p: u64;
+    unsafe {
+        asm!("cvta.shared.u64 {p}, qwen_dynamic_smem;", p = out(reg64) p,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    p as *mut T
+}
+
+/// Sum of `v` over the whole block (blockDim.x a multiple of 32, at most 1024), using
+/// `WARP` floats of dynamic shared memory starting at `scratch`. Every thread gets the total.
+/// Contains two barriers: every thread of the block must call it.
+#[inline(always)]
+pub unsafe fn block_sum(v: f32, scratch: *mut f32) -> f32 {
+    let warps = block_dim_x() / WARP;
+    let s = warp_sum(v);
+    unsafe {
+        if lane() == 0 {
+            *scratch.add(warp_id() as usize) = s;
+        }
+        sync_threads();
+        let mut t = if lane() < warps { *scratch.add(lane() as usize) } else { 0.0 };
+        t = warp_sum(t);
+        sync_threads(); // scratch may be reused right after this call
+        t
+    }
+}
+
+/// `ld.global.nc`: a load through the read-only (texture) path, for data that no thread of the
+/// launch writes (weights).
+#[inline(always)]
+pub unsafe fn load_nc_u32(p: *const u32) -> u32 {
+    let r: u32;
+    unsafe {
+        asm!("ld.global.nc.u32 {r}, [{p}];", r = out(reg32) r, p = in(reg64) p,
+             options(pure, readonly, nostack, preserves_flags));
+    }
+    r
+}
+
+/// bf16 bits → f32: bf16 is the upper half of an IEEE-754 binary32.
+#[inline(always)]
+pub fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// IEEE round-to-nearest square root (`sqrt.rn.f32`); `core` has no `f32::sqrt` without `std`.
+#[inline(always)]
+pub fn sqrt(x: f32) -> f32 {
+    let r: f32;
+    unsafe {
+        asm!("sqrt.rn.f32 {r}, {x};", r = out(reg32) r, x = in(reg32) x,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}
+
+/// `e^x` through the hardware `2^x` unit (`ex2.approx`, ~2 ulp): `e^x = 2^(x·log2 e)`.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let r: f32;
+    let y = x * core::f32::consts::LOG2_E;
+    unsafe {
+        asm!("ex2.approx.f32 {r}, {y};", r = out(reg32) r, y = in(reg32) y,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}
