@@ -18,7 +18,8 @@ fn fail(msg: &str) -> ! {
 }
 
 fn main() {
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let kernels = manifest.join("kernels-gpu");
     println!("cargo::rerun-if-changed=kernels-gpu/src");
@@ -53,28 +54,55 @@ fn main() {
         let target_dir = out_dir.join("kernels-target").join(arch);
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(&kernels)
-            .args(["build", "--release", "--locked", "-Zbuild-std=core", "--target", TARGET])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-Zbuild-std=core",
+                "--target",
+                TARGET,
+            ])
             .arg("--target-dir")
             .arg(&target_dir)
             .env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-cpu={arch}"));
         // The outer build's settings are for the host target; none of them may leak in.
-        for var in ["RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET",
-                    "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_PROFILE_RELEASE_DEBUG"] {
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_PROFILE_RELEASE_DEBUG",
+        ] {
             cmd.env_remove(var);
         }
-        let output = cmd.output().unwrap_or_else(|e| fail(&format!("could not run `{cargo}`: {e}")));
+        let output = cmd
+            .output()
+            .unwrap_or_else(|e| fail(&format!("could not run `{cargo}`: {e}")));
         if !output.status.success() {
             fail(&format!(
                 "`cargo build --target {TARGET}` in kernels-gpu/ for {arch} failed:\n{}",
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        let built = target_dir.join(TARGET).join("release").join("kernels_gpu.ptx");
+        let built = target_dir
+            .join(TARGET)
+            .join("release")
+            .join("kernels_gpu.ptx");
         let dest = out_dir.join(format!("kernels_{arch}.ptx"));
         if let Err(e) = std::fs::copy(&built, &dest) {
-            fail(&format!("the kernel build succeeded but {} is missing: {e}", built.display()));
+            fail(&format!(
+                "the kernel build succeeded but {} is missing: {e}",
+                built.display()
+            ));
         }
-        writeln!(generated, "    (\"{arch}\", {cc}, include_str!({:?})),", dest.display().to_string()).unwrap();
+        writeln!(
+            generated,
+            "    (\"{arch}\", {cc}, include_str!({:?})),",
+            dest.display().to_string()
+        )
+        .unwrap();
     }
     generated.push_str("];\n");
     std::fs::write(out_dir.join("kernels.rs"), generated)
@@ -104,6 +132,15 @@ fn check_toolchain() {
             ))
         }
     };
-    need(&sysroot.join("lib/rustlib/src/rust/library/core"), "rust-src");
-    need(&sysroot.join("lib/rustlib").join(&host).join("bin/self-contained/llvm-bitcode-linker"), "llvm-bitcode-linker");
+    need(
+        &sysroot.join("lib/rustlib/src/rust/library/core"),
+        "rust-src",
+    );
+    need(
+        &sysroot
+            .join("lib/rustlib")
+            .join(&host)
+            .join("bin/self-contained/llvm-bitcode-linker"),
+        "llvm-bitcode-linker",
+    );
 }

@@ -1,1 +1,217 @@
-fn main(){}
+//! `qwen-rs`: generate text with a Qwen2/Qwen2.5 model from the command line.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use qwen_rs::chat::{self, Message};
+use qwen_rs::cpu::CpuEngine;
+use qwen_rs::engine::Engine;
+use qwen_rs::generate::generate;
+use qwen_rs::sampling::{Sampler, SamplingParams};
+use qwen_rs::{cuda, fetch};
+
+#[derive(Parser)]
+#[command(
+    name = "qwen-rs",
+    version,
+    about = "Qwen2.5 text generation; every GPU kernel written in Rust"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download, verify and cache the default model (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF).
+    Fetch,
+    /// Write the embedded PTX (one file per architecture) into DIR, e.g. to check it with ptxas.
+    Ptx { dir: PathBuf },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DeviceChoice {
+    /// CUDA if a device is present, else the CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The prompt; read from standard input when absent.
+    prompt: Option<String>,
+    /// A .gguf file or a Hugging Face model directory (default: the cached Qwen2.5-Coder-0.5B-Instruct, fetched on first use).
+    #[arg(long, short)]
+    model: Option<PathBuf>,
+    /// System prompt for the chat template.
+    #[arg(long)]
+    system: Option<String>,
+    /// Send the prompt as it is, without the chat template.
+    #[arg(long)]
+    raw: bool,
+    /// Stop after this many generated tokens.
+    #[arg(long, short = 'n', default_value_t = 512)]
+    max_tokens: usize,
+    /// Context length to allocate (capped at the model's own).
+    #[arg(long, short = 'c', default_value_t = 4096)]
+    ctx_size: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Keep only the K most likely tokens (0: all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Nucleus sampling mass, in (0, 1].
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Penalty for recently seen tokens (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Seed for sampling (default: random). The same seed gives the same text.
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Fetch) => fetch::fetch().map(|_| ()),
+        Some(Command::Ptx { dir }) => write_ptx(&dir),
+        None => run(cli.run),
+    };
+    if let Err(e) = result {
+        eprintln!("qwen-rs: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn write_ptx(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (arch, _, ptx) in cuda::KERNELS_PTX {
+        let p = dir.join(format!("kernels_{arch}.ptx"));
+        std::fs::write(&p, ptx).with_context(|| format!("cannot write {}", p.display()))?;
+        println!("{}", p.display());
+    }
+    Ok(())
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let params = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        repeat_penalty: args.repeat_penalty,
+        seed: args.seed.unwrap_or_else(rand::random),
+        ..Default::default()
+    };
+    params.validate()?;
+    if args.ctx_size < 2 {
+        bail!("--ctx-size {} is too small (at least 2)", args.ctx_size);
+    }
+
+    let prompt = match args.prompt {
+        Some(p) => p,
+        None => {
+            if std::io::stdin().is_terminal() {
+                bail!(
+                    "no prompt: pass it as an argument (qwen-rs \"Write a haiku\") or on standard input"
+                );
+            }
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("cannot read the prompt from standard input")?;
+            String::from_utf8(bytes).context("the prompt on standard input is not valid UTF-8")?
+        }
+    };
+    if prompt.trim().is_empty() {
+        bail!("the prompt is empty");
+    }
+
+    let model_path = match args.model {
+        Some(p) => p,
+        None => fetch::ensure_default_model()?,
+    };
+    let t_load = Instant::now();
+    let loaded = qwen_rs::load(&model_path)
+        .with_context(|| format!("cannot load the model from {}", model_path.display()))?;
+    let ctx = args.ctx_size.min(loaded.config.max_position_embeddings);
+
+    let text = if args.raw {
+        prompt
+    } else {
+        let mut messages = Vec::new();
+        if let Some(s) = &args.system {
+            messages.push(Message::new("system", s));
+        }
+        messages.push(Message::new("user", &prompt));
+        chat::render(loaded.tokenizer.chat_template.as_deref(), &messages)?
+    };
+    let ids = loaded.tokenizer.encode(&text)?;
+    if ids.len() >= ctx {
+        bail!(
+            "the prompt is {} tokens, which leaves no room in the context of {ctx} tokens (raise --ctx-size, up to {})",
+            ids.len(),
+            loaded.config.max_position_embeddings
+        );
+    }
+
+    let mut engine: Box<dyn Engine> = match args.device {
+        DeviceChoice::Cpu => Box::new(CpuEngine::new(loaded.config.clone(), loaded.weights, ctx)),
+        DeviceChoice::Cuda => {
+            let gpu = cuda::Gpu::open().context("--device cuda: no usable CUDA device")?;
+            bail!(
+                "--device cuda: found {} ({}), but the CUDA engine is not implemented yet; use --device cpu",
+                gpu.name,
+                gpu.arch
+            );
+        }
+        DeviceChoice::Auto => {
+            match cuda::Gpu::open() {
+                Ok(gpu) => eprintln!(
+                    "qwen-rs: {} found, but the CUDA engine is not implemented yet; using the CPU engine",
+                    gpu.name
+                ),
+                Err(e) => eprintln!("qwen-rs: no CUDA device ({e}); using the CPU engine"),
+            }
+            Box::new(CpuEngine::new(loaded.config.clone(), loaded.weights, ctx))
+        }
+    };
+    let load_s = t_load.elapsed().as_secs_f64();
+
+    let mut sampler = Sampler::new(params)?;
+    let mut stdout = std::io::stdout().lock();
+    let (_, stats) = generate(
+        engine.as_mut(),
+        &loaded.tokenizer,
+        &ids,
+        args.max_tokens,
+        &mut sampler,
+        |piece| {
+            stdout
+                .write_all(piece.as_bytes())
+                .and_then(|_| stdout.flush())
+                .map_err(|e| qwen_rs::Error::Usage(format!("writing to stdout: {e}")))
+        },
+    )?;
+    writeln!(stdout).ok();
+    eprintln!(
+        "qwen-rs: {} | load {load_s:.2} s | prompt {} tokens, {:.1} tok/s | generated {} tokens, {:.1} tok/s",
+        engine.name(),
+        stats.prompt_tokens,
+        stats.prefill_tok_s(),
+        stats.generated_tokens,
+        stats.decode_tok_s()
+    );
+    Ok(())
+}

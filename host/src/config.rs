@@ -1,0 +1,201 @@
+//! Model hyper-parameters, read from a Hugging Face `config.json` or from GGUF `qwen2.*` metadata.
+//! Nothing is hard-coded: any dense Qwen2/Qwen2.5 size loads (head_dim 64 and 128 alike).
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::gguf::Gguf;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    /// The longest context the model was trained for.
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f32,
+    pub tie_word_embeddings: bool,
+}
+
+/// The subset of a Hugging Face `config.json` that a Qwen2 model needs.
+#[derive(Debug, Deserialize)]
+struct HfConfig {
+    #[serde(default)]
+    model_type: Option<String>,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    vocab_size: usize,
+    #[serde(default = "default_max_positions")]
+    max_position_embeddings: usize,
+    #[serde(default = "default_eps")]
+    rms_norm_eps: f32,
+    #[serde(default = "default_theta")]
+    rope_theta: f32,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+}
+
+fn default_max_positions() -> usize {
+    32768
+}
+fn default_eps() -> f32 {
+    1e-6
+}
+fn default_theta() -> f32 {
+    1_000_000.0
+}
+
+impl Config {
+    /// Parses a Hugging Face `config.json`.
+    pub fn from_hf_json(path: &Path, text: &str) -> Result<Self> {
+        let c: HfConfig = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(path, format!("not a valid Qwen2 config.json: {e}")))?;
+        if let Some(t) = &c.model_type {
+            if t != "qwen2" {
+                return Err(Error::invalid(
+                    path,
+                    format!("model_type is `{t}`; qwen-rs runs Qwen2/Qwen2.5 models (`qwen2`)"),
+                ));
+            }
+        }
+        let heads = c.num_attention_heads;
+        let cfg = Config {
+            hidden_size: c.hidden_size,
+            intermediate_size: c.intermediate_size,
+            num_hidden_layers: c.num_hidden_layers,
+            num_attention_heads: heads,
+            num_key_value_heads: c.num_key_value_heads.unwrap_or(heads),
+            head_dim: c
+                .head_dim
+                .unwrap_or(if heads == 0 { 0 } else { c.hidden_size / heads }),
+            vocab_size: c.vocab_size,
+            max_position_embeddings: c.max_position_embeddings,
+            rms_norm_eps: c.rms_norm_eps,
+            rope_theta: c.rope_theta,
+            tie_word_embeddings: c.tie_word_embeddings,
+        };
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Reads `qwen2.*` metadata. `vocab_size` comes from the embedding tensor, and tying from
+    /// whether the file has its own `output.weight`.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.get_str("general.architecture")?;
+        if arch != "qwen2" {
+            return Err(Error::invalid(
+                &g.path,
+                format!(
+                    "general.architecture is `{arch}`; qwen-rs runs Qwen2/Qwen2.5 models (`qwen2`)"
+                ),
+            ));
+        }
+        let key = |k: &str| format!("{arch}.{k}");
+        let usize_of = |k: &str| -> Result<usize> {
+            let v = g.get_u64(&key(k))?;
+            usize::try_from(v).map_err(|_| {
+                Error::invalid(&g.path, format!("metadata `{}` = {v} is too large", key(k)))
+            })
+        };
+        let hidden = usize_of("embedding_length")?;
+        let heads = usize_of("attention.head_count")?;
+        let kv_heads = match g.get(&key("attention.head_count_kv")) {
+            Some(_) => usize_of("attention.head_count_kv")?,
+            None => heads,
+        };
+        let head_dim = match g.get(&key("attention.key_length")) {
+            Some(_) => usize_of("attention.key_length")?,
+            None if heads > 0 => hidden / heads,
+            None => 0,
+        };
+        let embd = g
+            .tensor("token_embd.weight")
+            .ok_or_else(|| Error::invalid(&g.path, "tensor `token_embd.weight` is missing"))?;
+        let vocab_size = embd.shape()[0];
+        let cfg = Config {
+            hidden_size: hidden,
+            intermediate_size: usize_of("feed_forward_length")?,
+            num_hidden_layers: usize_of("block_count")?,
+            num_attention_heads: heads,
+            num_key_value_heads: kv_heads,
+            head_dim,
+            vocab_size,
+            max_position_embeddings: usize_of("context_length")?,
+            rms_norm_eps: g.get_f32(&key("attention.layer_norm_rms_epsilon"))?,
+            rope_theta: match g.get(&key("rope.freq_base")) {
+                Some(_) => g.get_f32(&key("rope.freq_base"))?,
+                None => default_theta(),
+            },
+            tie_word_embeddings: g.tensor("output.weight").is_none(),
+        };
+        cfg.validate(&g.path)?;
+        Ok(cfg)
+    }
+
+    /// Refuses dimensions no real model has, before anything is allocated from them.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |msg: String| Err(Error::invalid(path, msg));
+        let dims = [
+            ("hidden_size", self.hidden_size, 1 << 16),
+            ("intermediate_size", self.intermediate_size, 1 << 18),
+            ("num_hidden_layers", self.num_hidden_layers, 1024),
+            ("num_attention_heads", self.num_attention_heads, 1024),
+            ("num_key_value_heads", self.num_key_value_heads, 1024),
+            ("head_dim", self.head_dim, 1024),
+            ("vocab_size", self.vocab_size, 1 << 22),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1 << 24,
+            ),
+        ];
+        for (name, v, max) in dims {
+            if v == 0 || v > max {
+                return bad(format!("{name} = {v} is out of range (1..={max})"));
+            }
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return bad(format!(
+                "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return bad(format!(
+                "head_dim {} is odd; rotary embeddings need an even head_dim",
+                self.head_dim
+            ));
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
+            return bad(format!(
+                "rms_norm_eps {} must be a positive number",
+                self.rms_norm_eps
+            ));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
+            return bad(format!(
+                "rope_theta {} must be a number above 1",
+                self.rope_theta
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn q_dim(&self) -> usize {
+        self.num_attention_heads * self.head_dim
+    }
+    pub fn kv_dim(&self) -> usize {
+        self.num_key_value_heads * self.head_dim
+    }
+}
