@@ -95,6 +95,11 @@ fn main() {
     }
 }
 
+/// A seed from the clock when none is given (avoids blocking on the kernel's entropy pool).
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
 fn write_ptx(dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for (arch, _, ptx) in cuda::KERNELS_PTX {
@@ -111,7 +116,7 @@ fn run(args: RunArgs) -> Result<()> {
         top_k: args.top_k,
         top_p: args.top_p,
         repeat_penalty: args.repeat_penalty,
-        seed: args.seed.unwrap_or_else(rand::random),
+        seed: args.seed.unwrap_or_else(clock_seed),
         ..Default::default()
     };
     params.validate()?;
