@@ -49,13 +49,17 @@ pub fn sync_threads() {
 }
 
 /// `shfl.sync.bfly`: the value held by lane `lane ^ mask` (all 32 lanes must take part).
+///
+/// Deliberately *not* `pure`: a pure asm block may be sunk by LLVM into a branch that only some
+/// lanes take (it once moved a whole warp reduction under `if lane() == 0`, which deadlocks a
+/// full-mask shuffle). Without `pure` the shuffle stays where every lane executes it.
 #[inline(always)]
 pub fn shfl_xor(v: f32, mask: u32) -> f32 {
     let r: f32;
     unsafe {
         asm!("shfl.sync.bfly.b32 {r}, {v}, {m}, 0x1f, 0xffffffff;",
              r = out(reg32) r, v = in(reg32) v, m = in(reg32) mask,
-             options(pure, nomem, nostack, preserves_flags));
+             options(nostack, preserves_flags));
     }
     r
 }
