@@ -18,8 +18,7 @@ fn fail(msg: &str) -> ! {
 }
 
 fn main() {
-    let manifest =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let kernels = manifest.join("kernels-gpu");
     println!("cargo::rerun-if-changed=kernels-gpu/src");
@@ -54,14 +53,7 @@ fn main() {
         let target_dir = out_dir.join("kernels-target").join(arch);
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(&kernels)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-Zbuild-std=core",
-                "--target",
-                TARGET,
-            ])
+            .args(["build", "--release", "--locked", "-Zbuild-std=core", "--target", TARGET])
             .arg("--target-dir")
             .arg(&target_dir)
             .env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-cpu={arch}"));
@@ -77,32 +69,19 @@ fn main() {
         ] {
             cmd.env_remove(var);
         }
-        let output = cmd
-            .output()
-            .unwrap_or_else(|e| fail(&format!("could not run `{cargo}`: {e}")));
+        let output = cmd.output().unwrap_or_else(|e| fail(&format!("could not run `{cargo}`: {e}")));
         if !output.status.success() {
             fail(&format!(
                 "`cargo build --target {TARGET}` in kernels-gpu/ for {arch} failed:\n{}",
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        let built = target_dir
-            .join(TARGET)
-            .join("release")
-            .join("kernels_gpu.ptx");
+        let built = target_dir.join(TARGET).join("release").join("kernels_gpu.ptx");
         let dest = out_dir.join(format!("kernels_{arch}.ptx"));
         if let Err(e) = std::fs::copy(&built, &dest) {
-            fail(&format!(
-                "the kernel build succeeded but {} is missing: {e}",
-                built.display()
-            ));
+            fail(&format!("the kernel build succeeded but {} is missing: {e}", built.display()));
         }
-        writeln!(
-            generated,
-            "    (\"{arch}\", {cc}, include_str!({:?})),",
-            dest.display().to_string()
-        )
-        .unwrap();
+        writeln!(generated, "    (\"{arch}\", {cc}, include_str!({:?})),", dest.display().to_string()).unwrap();
     }
     generated.push_str("];\n");
     std::fs::write(out_dir.join("kernels.rs"), generated)
@@ -132,15 +111,9 @@ fn check_toolchain() {
             ))
         }
     };
+    need(&sysroot.join("lib/rustlib/src/rust/library/core"), "rust-src");
     need(
-        &sysroot.join("lib/rustlib/src/rust/library/core"),
-        "rust-src",
-    );
-    need(
-        &sysroot
-            .join("lib/rustlib")
-            .join(&host)
-            .join("bin/self-contained/llvm-bitcode-linker"),
+        &sysroot.join("lib/rustlib").join(&host).join("bin/self-contained/llvm-bitcode-linker"),
         "llvm-bitcode-linker",
     );
 }

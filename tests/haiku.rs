@@ -13,8 +13,26 @@ use qwen_rs::sampling::{Sampler, SamplingParams};
 /// English words for 0..=59, tens and units joined by a hyphen ("forty-two").
 fn minute_word(m: u32) -> String {
     const ONES: [&str; 20] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-        "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
     ];
     const TENS: [&str; 6] = ["", "", "twenty", "thirty", "forty", "fifty"];
     match m {
@@ -52,7 +70,12 @@ fn haiku_contains_the_word_for_the_current_minute() {
         let (out, _) = generate(&mut engine, &loaded.tokenizer, &ids, 80, &mut sampler, |_| Ok(())).unwrap();
         let haiku = loaded.tokenizer.decode(&out).unwrap();
         let hit = haiku.to_lowercase().contains(&word);
-        println!("attempt {i} (temperature {}, seed {}): {}\n{haiku}\n", params.temperature, params.seed, if hit { "contains" } else { "lacks" });
+        println!(
+            "attempt {i} (temperature {}, seed {}): {}\n{haiku}\n",
+            params.temperature,
+            params.seed,
+            if hit { "contains" } else { "lacks" }
+        );
         if hit {
             return;
         }

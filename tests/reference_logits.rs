@@ -103,10 +103,8 @@ fn bf16_safetensors_loads() {
             .collect();
         converted.push((name, view.shape().to_vec(), data));
     }
-    let views: Vec<(String, TensorView)> = converted
-        .iter()
-        .map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::BF16, s.clone(), d).unwrap()))
-        .collect();
+    let views: Vec<(String, TensorView)> =
+        converted.iter().map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::BF16, s.clone(), d).unwrap())).collect();
     safetensors::serialize_to_file(views, None, &dir.path().join("model.safetensors")).unwrap();
 
     let (_, w32) = qwen_rs::load_weights(&src).unwrap();

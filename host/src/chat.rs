@@ -7,8 +7,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// Qwen2.5's default system prompt (what its own template inserts when none is given).
-pub const DEFAULT_SYSTEM: &str =
-    "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+pub const DEFAULT_SYSTEM: &str = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Message {
@@ -18,10 +17,7 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Self {
-        Message {
-            role: role.into(),
-            content: content.into(),
-        }
+        Message { role: role.into(), content: content.into() }
     }
 }
 
@@ -32,17 +28,12 @@ pub fn render(template: Option<&str>, messages: &[Message]) -> Result<String> {
     };
     let mut env = Environment::new();
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function(
-        "raise_exception",
-        |msg: String| -> std::result::Result<String, JinjaError> {
-            Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
-        },
-    );
+    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, JinjaError> {
+        Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
+    });
     env.add_template("chat", template)
         .map_err(|e| Error::Usage(format!("the model's chat template does not parse: {e}")))?;
-    let tmpl = env
-        .get_template("chat")
-        .map_err(|e| Error::Usage(e.to_string()))?;
+    let tmpl = env.get_template("chat").map_err(|e| Error::Usage(e.to_string()))?;
     tmpl.render(context! { messages => messages, add_generation_prompt => true, tools => Option::<()>::None })
         .map_err(|e| Error::Usage(format!("rendering the model's chat template failed: {e}")))
 }
@@ -55,10 +46,7 @@ pub fn chatml(messages: &[Message]) -> String {
         out.push_str(&format!("<|im_start|>system\n{DEFAULT_SYSTEM}<|im_end|>\n"));
     }
     for m in messages {
-        out.push_str(&format!(
-            "<|im_start|>{}\n{}<|im_end|>\n",
-            m.role, m.content
-        ));
+        out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content));
     }
     out.push_str("<|im_start|>assistant\n");
     out

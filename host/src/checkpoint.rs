@@ -110,10 +110,7 @@ impl Checkpoint {
                 check_shape(&g.path, &info.name, &info.shape(), shape)?;
                 let mut data = vec![0f32; info.n_elements()];
                 dequantize_par(info.ty, g.tensor_bytes(info), &mut data);
-                Tensor {
-                    shape: shape.to_vec(),
-                    data,
-                }
+                Tensor { shape: shape.to_vec(), data }
             }
             Checkpoint::Hf(h) => match h.tensor(name, shape)? {
                 Some(t) => t,
@@ -126,10 +123,7 @@ impl Checkpoint {
 
 fn check_shape(path: &Path, name: &str, found: &[usize], want: &[usize]) -> Result<()> {
     if found != want {
-        return Err(Error::invalid(
-            path,
-            format!("tensor `{name}` has shape {found:?}, the config implies {want:?}"),
-        ));
+        return Err(Error::invalid(path, format!("tensor `{name}` has shape {found:?}, the config implies {want:?}")));
     }
     Ok(())
 }
@@ -158,26 +152,19 @@ impl HfDir {
         let names: Vec<PathBuf> = if single.is_file() {
             vec![single]
         } else if index_path.is_file() {
-            let text =
-                std::fs::read_to_string(&index_path).map_err(|e| Error::io(&index_path, e))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::invalid(&index_path, format!("not valid JSON: {e}")))?;
+            let text = std::fs::read_to_string(&index_path).map_err(|e| Error::io(&index_path, e))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::invalid(&index_path, format!("not valid JSON: {e}")))?;
             let map = v
                 .get("weight_map")
                 .and_then(|m| m.as_object())
                 .ok_or_else(|| Error::invalid(&index_path, "has no `weight_map` object"))?;
-            let mut files: Vec<String> = map
-                .values()
-                .filter_map(|f| f.as_str().map(str::to_string))
-                .collect();
+            let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
             files.sort();
             files.dedup();
             for f in &files {
                 if f.contains('/') || f.contains('\\') || f.starts_with('.') {
-                    return Err(Error::invalid(
-                        &index_path,
-                        format!("shard name `{f}` is not a plain file name"),
-                    ));
+                    return Err(Error::invalid(&index_path, format!("shard name `{f}` is not a plain file name")));
                 }
             }
             files.into_iter().map(|f| dir.join(f)).collect()
@@ -198,20 +185,13 @@ impl HfDir {
                 .map_err(|e| Error::invalid(&path, format!("not a valid safetensors file: {e}")))?;
             for name in st.names() {
                 if index.insert(name.to_string(), files.len()).is_some() {
-                    return Err(Error::invalid(
-                        &path,
-                        format!("tensor `{name}` appears in more than one shard"),
-                    ));
+                    return Err(Error::invalid(&path, format!("tensor `{name}` appears in more than one shard")));
                 }
             }
             drop(st);
             files.push((path, map));
         }
-        Ok(HfDir {
-            dir: dir.to_path_buf(),
-            files,
-            index,
-        })
+        Ok(HfDir { dir: dir.to_path_buf(), files, index })
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
@@ -220,9 +200,7 @@ impl HfDir {
         };
         let (path, map) = &self.files[i];
         let st = SafeTensors::deserialize(map).map_err(|e| Error::invalid(path, e.to_string()))?;
-        let view = st
-            .tensor(name)
-            .map_err(|e| Error::invalid(path, e.to_string()))?;
+        let view = st.tensor(name).map_err(|e| Error::invalid(path, e.to_string()))?;
         check_shape(path, name, view.shape(), shape)?;
         let bytes = view.data();
         let ty = match view.dtype() {
@@ -240,18 +218,11 @@ impl HfDir {
         if bytes.len() != n * ty.block_bytes() {
             return Err(Error::invalid(
                 path,
-                format!(
-                    "tensor `{name}` holds {} bytes, its shape needs {}",
-                    bytes.len(),
-                    n * ty.block_bytes()
-                ),
+                format!("tensor `{name}` holds {} bytes, its shape needs {}", bytes.len(), n * ty.block_bytes()),
             ));
         }
         let mut data = vec![0f32; n];
         dequantize_par(ty, bytes, &mut data);
-        Ok(Some(Tensor {
-            shape: shape.to_vec(),
-            data,
-        }))
+        Ok(Some(Tensor { shape: shape.to_vec(), data }))
     }
 }

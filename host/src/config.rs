@@ -76,9 +76,7 @@ impl Config {
             num_hidden_layers: c.num_hidden_layers,
             num_attention_heads: heads,
             num_key_value_heads: c.num_key_value_heads.unwrap_or(heads),
-            head_dim: c
-                .head_dim
-                .unwrap_or(if heads == 0 { 0 } else { c.hidden_size / heads }),
+            head_dim: c.head_dim.unwrap_or(if heads == 0 { 0 } else { c.hidden_size / heads }),
             vocab_size: c.vocab_size,
             max_position_embeddings: c.max_position_embeddings,
             rms_norm_eps: c.rms_norm_eps,
@@ -96,17 +94,13 @@ impl Config {
         if arch != "qwen2" {
             return Err(Error::invalid(
                 &g.path,
-                format!(
-                    "general.architecture is `{arch}`; qwen-rs runs Qwen2/Qwen2.5 models (`qwen2`)"
-                ),
+                format!("general.architecture is `{arch}`; qwen-rs runs Qwen2/Qwen2.5 models (`qwen2`)"),
             ));
         }
         let key = |k: &str| format!("{arch}.{k}");
         let usize_of = |k: &str| -> Result<usize> {
             let v = g.get_u64(&key(k))?;
-            usize::try_from(v).map_err(|_| {
-                Error::invalid(&g.path, format!("metadata `{}` = {v} is too large", key(k)))
-            })
+            usize::try_from(v).map_err(|_| Error::invalid(&g.path, format!("metadata `{}` = {v} is too large", key(k))))
         };
         let hidden = usize_of("embedding_length")?;
         let heads = usize_of("attention.head_count")?;
@@ -154,11 +148,7 @@ impl Config {
             ("num_key_value_heads", self.num_key_value_heads, 1024),
             ("head_dim", self.head_dim, 1024),
             ("vocab_size", self.vocab_size, 1 << 22),
-            (
-                "max_position_embeddings",
-                self.max_position_embeddings,
-                1 << 24,
-            ),
+            ("max_position_embeddings", self.max_position_embeddings, 1 << 24),
         ];
         for (name, v, max) in dims {
             if v == 0 || v > max {
@@ -172,22 +162,13 @@ impl Config {
             ));
         }
         if self.head_dim % 2 != 0 {
-            return bad(format!(
-                "head_dim {} is odd; rotary embeddings need an even head_dim",
-                self.head_dim
-            ));
+            return bad(format!("head_dim {} is odd; rotary embeddings need an even head_dim", self.head_dim));
         }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
-            return bad(format!(
-                "rms_norm_eps {} must be a positive number",
-                self.rms_norm_eps
-            ));
+            return bad(format!("rms_norm_eps {} must be a positive number", self.rms_norm_eps));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
-            return bad(format!(
-                "rope_theta {} must be a number above 1",
-                self.rope_theta
-            ));
+            return bad(format!("rope_theta {} must be a number above 1", self.rope_theta));
         }
         Ok(())
     }

@@ -27,15 +27,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.to_path_buf(), source }
     }
     pub fn invalid(path: &Path, msg: impl Into<String>) -> Self {
-        Error::Invalid {
-            path: path.to_path_buf(),
-            msg: msg.into(),
-        }
+        Error::Invalid { path: path.to_path_buf(), msg: msg.into() }
     }
 }

@@ -46,10 +46,7 @@ pub fn generate(
             engine.max_seq()
         )));
     }
-    let mut stats = Stats {
-        prompt_tokens: prompt.len(),
-        ..Default::default()
-    };
+    let mut stats = Stats { prompt_tokens: prompt.len(), ..Default::default() };
     let t0 = Instant::now();
     let mut logits = engine.forward(prompt, 0)?;
     stats.prefill = t0.elapsed();

@@ -147,24 +147,14 @@ impl Gguf {
     }
 
     fn parse(path: &Path, data: Bytes) -> Result<Self> {
-        let mut r = Reader {
-            buf: &data,
-            pos: 0,
-            path,
-        };
+        let mut r = Reader { buf: &data, pos: 0, path };
         let magic = r.bytes(4)?;
         if magic != b"GGUF" {
-            return Err(Error::invalid(
-                path,
-                "not a GGUF file (the first 4 bytes are not `GGUF`)",
-            ));
+            return Err(Error::invalid(path, "not a GGUF file (the first 4 bytes are not `GGUF`)"));
         }
         let version = r.u32()?;
         if !(2..=3).contains(&version) {
-            return Err(Error::invalid(
-                path,
-                format!("GGUF version {version} is not supported (2 and 3 are)"),
-            ));
+            return Err(Error::invalid(path, format!("GGUF version {version} is not supported (2 and 3 are)")));
         }
         let n_tensors = r.u64()?;
         let n_kv = r.u64()?;
@@ -179,10 +169,7 @@ impl Gguf {
             let ty = r.u32()?;
             let value = r.value(ty, 0)?;
             if metadata.insert(key.clone(), value).is_some() {
-                return Err(Error::invalid(
-                    path,
-                    format!("metadata key `{key}` appears twice"),
-                ));
+                return Err(Error::invalid(path, format!("metadata key `{key}` appears twice")));
             }
         }
 
@@ -191,10 +178,7 @@ impl Gguf {
             Some(v) => match v.as_u64() {
                 Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 20 => a as usize,
                 _ => {
-                    return Err(Error::invalid(
-                        path,
-                        format!("general.alignment {v:?} is not a power of two"),
-                    ));
+                    return Err(Error::invalid(path, format!("general.alignment {v:?} is not a power of two")));
                 }
             },
         };
@@ -204,10 +188,7 @@ impl Gguf {
             let name = r.string()?;
             let n_dims = r.u32()?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(Error::invalid(
-                    path,
-                    format!("tensor `{name}` has {n_dims} dimensions (1 to 4 allowed)"),
-                ));
+                return Err(Error::invalid(path, format!("tensor `{name}` has {n_dims} dimensions (1 to 4 allowed)")));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -219,25 +200,19 @@ impl Gguf {
         }
         let data_start = r.pos.div_ceil(alignment) * alignment;
         if data_start > data.len() {
-            return Err(Error::invalid(
-                path,
-                "file ends before its tensor data (truncated?)",
-            ));
+            return Err(Error::invalid(path, "file ends before its tensor data (truncated?)"));
         }
         let data_len = data.len() - data_start;
 
         let mut tensors = Vec::with_capacity(raw.len());
         let mut index = HashMap::with_capacity(raw.len());
         for (name, dims, ty_id, offset) in raw {
-            let ty = GgmlType::from_id(ty_id)
-                .map_err(|msg| Error::invalid(path, format!("tensor `{name}`: {msg}")))?;
+            let ty = GgmlType::from_id(ty_id).map_err(|msg| Error::invalid(path, format!("tensor `{name}`: {msg}")))?;
             let n = dims
                 .iter()
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d))
                 .filter(|&n| n > 0)
-                .ok_or_else(|| {
-                    Error::invalid(path, format!("tensor `{name}` has dimensions {dims:?}"))
-                })?;
+                .ok_or_else(|| Error::invalid(path, format!("tensor `{name}` has dimensions {dims:?}")))?;
             if dims[0] % ty.block_len() as u64 != 0 {
                 return Err(Error::invalid(
                     path,
@@ -252,10 +227,7 @@ impl Gguf {
                 .checked_mul(ty.block_bytes() as u64)
                 .filter(|&l| l <= data_len as u64)
                 .ok_or_else(|| {
-                    Error::invalid(
-                        path,
-                        format!("tensor `{name}` ({dims:?}, {ty:?}) is larger than the file"),
-                    )
+                    Error::invalid(path, format!("tensor `{name}` ({dims:?}, {ty:?}) is larger than the file"))
                 })? as usize;
             if offset % alignment as u64 != 0 {
                 return Err(Error::invalid(
@@ -273,27 +245,11 @@ impl Gguf {
                 ));
             }
             if index.insert(name.clone(), tensors.len()).is_some() {
-                return Err(Error::invalid(
-                    path,
-                    format!("tensor `{name}` appears twice"),
-                ));
+                return Err(Error::invalid(path, format!("tensor `{name}` appears twice")));
             }
-            tensors.push(TensorInfo {
-                name,
-                dims,
-                ty,
-                start: data_start + offset as usize,
-                len,
-            });
+            tensors.push(TensorInfo { name, dims, ty, start: data_start + offset as usize, len });
         }
-        Ok(Gguf {
-            path: path.to_path_buf(),
-            version,
-            metadata,
-            tensors,
-            index,
-            data,
-        })
+        Ok(Gguf { path: path.to_path_buf(), version, metadata, tensors, index, data })
     }
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
@@ -310,30 +266,21 @@ impl Gguf {
     }
 
     pub fn get_str(&self, key: &str) -> Result<&str> {
-        self.get(key).and_then(Value::as_str).ok_or_else(|| {
-            Error::invalid(
-                &self.path,
-                format!("metadata `{key}` is missing or not a string"),
-            )
-        })
+        self.get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::invalid(&self.path, format!("metadata `{key}` is missing or not a string")))
     }
 
     pub fn get_u64(&self, key: &str) -> Result<u64> {
         self.get(key).and_then(Value::as_u64).ok_or_else(|| {
-            Error::invalid(
-                &self.path,
-                format!("metadata `{key}` is missing or not a non-negative integer"),
-            )
+            Error::invalid(&self.path, format!("metadata `{key}` is missing or not a non-negative integer"))
         })
     }
 
     pub fn get_f32(&self, key: &str) -> Result<f32> {
-        self.get(key).and_then(Value::as_f32).ok_or_else(|| {
-            Error::invalid(
-                &self.path,
-                format!("metadata `{key}` is missing or not a float"),
-            )
-        })
+        self.get(key)
+            .and_then(Value::as_f32)
+            .ok_or_else(|| Error::invalid(&self.path, format!("metadata `{key}` is missing or not a float")))
     }
 }
 
@@ -350,10 +297,7 @@ impl<'a> Reader<'a> {
     }
 
     fn truncated(&self, what: &str) -> Error {
-        Error::invalid(
-            self.path,
-            format!("file ends inside {what} at byte {} (truncated?)", self.pos),
-        )
+        Error::invalid(self.path, format!("file ends inside {what} at byte {} (truncated?)", self.pos))
     }
 
     fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
@@ -385,7 +329,7 @@ impl<'a> Reader<'a> {
             return Err(Error::invalid(
                 self.path,
                 format!(
-                    "header declares {count} {what}, more than the {} remaining bytes can hold",
+                    "header declares {count} {what}, more than the {} remaining bytes can hold (truncated or corrupt?)",
                     self.remaining()
                 ),
             ));
@@ -400,13 +344,7 @@ impl<'a> Reader<'a> {
         }
         let bytes = self.bytes(len as usize)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| {
-            Error::invalid(
-                self.path,
-                format!(
-                    "string at byte {} is not valid UTF-8",
-                    self.pos - len as usize
-                ),
-            )
+            Error::invalid(self.path, format!("string at byte {} is not valid UTF-8", self.pos - len as usize))
         })
     }
 
@@ -423,19 +361,13 @@ impl<'a> Reader<'a> {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
                 b => {
-                    return Err(Error::invalid(
-                        self.path,
-                        format!("bool value {b} at byte {}", self.pos - 1),
-                    ));
+                    return Err(Error::invalid(self.path, format!("bool value {b} at byte {}", self.pos - 1)));
                 }
             },
             8 => Value::String(self.string()?),
             9 => {
                 if depth >= MAX_NESTING {
-                    return Err(Error::invalid(
-                        self.path,
-                        "metadata arrays nested too deeply",
-                    ));
+                    return Err(Error::invalid(self.path, "metadata arrays nested too deeply"));
                 }
                 let item_ty = self.u32()?;
                 let count = self.u64()?;
@@ -447,10 +379,7 @@ impl<'a> Reader<'a> {
                     8 => 8,  // the string's length
                     9 => 12, // a nested array's type and count
                     t => {
-                        return Err(Error::invalid(
-                            self.path,
-                            format!("unknown metadata value type {t}"),
-                        ));
+                        return Err(Error::invalid(self.path, format!("unknown metadata value type {t}")));
                     }
                 };
                 self.check_count(count, min, "array items")?;
@@ -464,10 +393,7 @@ impl<'a> Reader<'a> {
             11 => Value::I64(i64::from_le_bytes(self.array()?)),
             12 => Value::F64(f64::from_le_bytes(self.array()?)),
             t => {
-                return Err(Error::invalid(
-                    self.path,
-                    format!("unknown metadata value type {t}"),
-                ));
+                return Err(Error::invalid(self.path, format!("unknown metadata value type {t}")));
             }
         })
     }

@@ -61,9 +61,5 @@ pub fn load(path: &Path) -> Result<Loaded> {
         ));
     }
     let weights = Weights::load(&ck, &config)?;
-    Ok(Loaded {
-        config,
-        weights,
-        tokenizer,
-    })
+    Ok(Loaded { config, weights, tokenizer })
 }

@@ -15,11 +15,7 @@ use qwen_rs::sampling::{Sampler, SamplingParams};
 use qwen_rs::{cuda, fetch};
 
 #[derive(Parser)]
-#[command(
-    name = "qwen-rs",
-    version,
-    about = "Qwen2.5 text generation; every GPU kernel written in Rust"
-)]
+#[command(name = "qwen-rs", version, about = "Qwen2.5 text generation; every GPU kernel written in Rust")]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -128,14 +124,10 @@ fn run(args: RunArgs) -> Result<()> {
         Some(p) => p,
         None => {
             if std::io::stdin().is_terminal() {
-                bail!(
-                    "no prompt: pass it as an argument (qwen-rs \"Write a haiku\") or on standard input"
-                );
+                bail!("no prompt: pass it as an argument (qwen-rs \"Write a haiku\") or on standard input");
             }
             let mut bytes = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .context("cannot read the prompt from standard input")?;
+            std::io::stdin().read_to_end(&mut bytes).context("cannot read the prompt from standard input")?;
             String::from_utf8(bytes).context("the prompt on standard input is not valid UTF-8")?
         }
     };
@@ -148,8 +140,8 @@ fn run(args: RunArgs) -> Result<()> {
         None => fetch::ensure_default_model()?,
     };
     let t_load = Instant::now();
-    let loaded = qwen_rs::load(&model_path)
-        .with_context(|| format!("cannot load the model from {}", model_path.display()))?;
+    let loaded =
+        qwen_rs::load(&model_path).with_context(|| format!("cannot load the model from {}", model_path.display()))?;
     let ctx = args.ctx_size.min(loaded.config.max_position_embeddings);
 
     let text = if args.raw {
@@ -196,19 +188,12 @@ fn run(args: RunArgs) -> Result<()> {
 
     let mut sampler = Sampler::new(params)?;
     let mut stdout = std::io::stdout().lock();
-    let (_, stats) = generate(
-        engine.as_mut(),
-        &loaded.tokenizer,
-        &ids,
-        args.max_tokens,
-        &mut sampler,
-        |piece| {
-            stdout
-                .write_all(piece.as_bytes())
-                .and_then(|_| stdout.flush())
-                .map_err(|e| qwen_rs::Error::Usage(format!("writing to stdout: {e}")))
-        },
-    )?;
+    let (_, stats) = generate(engine.as_mut(), &loaded.tokenizer, &ids, args.max_tokens, &mut sampler, |piece| {
+        stdout
+            .write_all(piece.as_bytes())
+            .and_then(|_| stdout.flush())
+            .map_err(|e| qwen_rs::Error::Usage(format!("writing to stdout: {e}")))
+    })?;
     writeln!(stdout).ok();
     eprintln!(
         "qwen-rs: {} | load {load_s:.2} s | prompt {} tokens, {:.1} tok/s | generated {} tokens, {:.1} tok/s",

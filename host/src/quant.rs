@@ -112,13 +112,9 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     );
     let blocks = src.chunks_exact(bb).zip(dst.chunks_exact_mut(bl));
     match ty {
-        GgmlType::F32 => {
-            blocks.for_each(|(b, y)| y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        }
+        GgmlType::F32 => blocks.for_each(|(b, y)| y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         GgmlType::F16 => blocks.for_each(|(b, y)| y[0] = f16::from_le_bytes([b[0], b[1]]).to_f32()),
-        GgmlType::BF16 => {
-            blocks.for_each(|(b, y)| y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32())
-        }
+        GgmlType::BF16 => blocks.for_each(|(b, y)| y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32()),
         GgmlType::Q8_0 => blocks.for_each(|(b, y)| dequant_q8_0(b, y)),
         GgmlType::Q5_0 => blocks.for_each(|(b, y)| dequant_q5_0(b, y)),
         GgmlType::Q4K => blocks.for_each(|(b, y)| dequant_q4_k(b, y)),
@@ -156,10 +152,7 @@ fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {
-        (
-            (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4),
-            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
-        )
+        ((s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
     }
 }
 

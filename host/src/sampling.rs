@@ -25,14 +25,7 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams {
-            temperature: 0.8,
-            top_k: 40,
-            top_p: 0.95,
-            repeat_penalty: 1.0,
-            repeat_last_n: 64,
-            seed: 0,
-        }
+        SamplingParams { temperature: 0.8, top_k: 40, top_p: 0.95, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0 }
     }
 }
 
@@ -41,19 +34,13 @@ impl SamplingParams {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Usage(m));
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return bad(format!(
-                "--temperature {} must be 0 (greedy) or a positive number",
-                self.temperature
-            ));
+            return bad(format!("--temperature {} must be 0 (greedy) or a positive number", self.temperature));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad(format!("--top-p {} must be in (0, 1]", self.top_p));
         }
         if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
-            return bad(format!(
-                "--repeat-penalty {} must be a positive number (1 is off)",
-                self.repeat_penalty
-            ));
+            return bad(format!("--repeat-penalty {} must be a positive number (1 is off)", self.repeat_penalty));
         }
         Ok(())
     }
@@ -85,11 +72,7 @@ impl Sampler {
             seen.dedup();
             for &t in &seen {
                 if let Some(l) = logits.get_mut(t as usize) {
-                    *l = if *l > 0.0 {
-                        *l / p.repeat_penalty
-                    } else {
-                        *l * p.repeat_penalty
-                    };
+                    *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
                 }
             }
         }
@@ -97,16 +80,8 @@ impl Sampler {
             return argmax(logits) as u32;
         }
         // Candidates, most likely first.
-        let mut cand: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, l))
-            .collect();
-        let k = if p.top_k == 0 {
-            cand.len()
-        } else {
-            p.top_k.min(cand.len())
-        };
+        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        let k = if p.top_k == 0 { cand.len() } else { p.top_k.min(cand.len()) };
         if k < cand.len() {
             cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
             cand.truncate(k);
@@ -114,10 +89,7 @@ impl Sampler {
         cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         // Softmax at the temperature.
         let max = cand[0].1;
-        let mut probs: Vec<f32> = cand
-            .iter()
-            .map(|c| ((c.1 - max) / p.temperature).exp())
-            .collect();
+        let mut probs: Vec<f32> = cand.iter().map(|c| ((c.1 - max) / p.temperature).exp()).collect();
         let sum: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|x| *x /= sum);
         // Nucleus: keep the head whose mass first reaches top_p.

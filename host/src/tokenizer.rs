@@ -15,7 +15,8 @@ use crate::gguf::Gguf;
 
 /// Qwen2's pre-tokenizer split (`tokenizer.ggml.pre = qwen2`): contractions, letters, single
 /// digits, punctuation runs, newlines, and whitespace not followed by a non-space.
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
@@ -34,19 +35,14 @@ impl Tokenizer {
         let bad = |msg: String| Error::invalid(&g.path, msg);
         let model = g.get_str("tokenizer.ggml.model")?;
         if model != "gpt2" {
-            return Err(bad(format!(
-                "tokenizer.ggml.model is `{model}`; Qwen2 uses byte-level BPE (`gpt2`)"
-            )));
+            return Err(bad(format!("tokenizer.ggml.model is `{model}`; Qwen2 uses byte-level BPE (`gpt2`)")));
         }
         let strings = |key: &str| -> Result<Vec<&str>> {
             g.get(key)
                 .and_then(|v| v.as_array())
                 .ok_or_else(|| bad(format!("metadata `{key}` is missing or not an array")))?
                 .iter()
-                .map(|v| {
-                    v.as_str()
-                        .ok_or_else(|| bad(format!("metadata `{key}` holds a non-string")))
-                })
+                .map(|v| v.as_str().ok_or_else(|| bad(format!("metadata `{key}` holds a non-string"))))
                 .collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
@@ -57,28 +53,20 @@ impl Tokenizer {
                 .ok_or_else(|| bad("metadata `tokenizer.ggml.token_type` is not an array".into()))?
                 .iter()
                 .map(|v| {
-                    v.as_i64().ok_or_else(|| {
-                        bad("metadata `tokenizer.ggml.token_type` holds a non-integer".into())
-                    })
+                    v.as_i64().ok_or_else(|| bad("metadata `tokenizer.ggml.token_type` holds a non-integer".into()))
                 })
                 .collect::<Result<_>>()?,
             None => vec![1; tokens.len()],
         };
         if types.len() != tokens.len() {
-            return Err(bad(format!(
-                "{} tokens but {} token types",
-                tokens.len(),
-                types.len()
-            )));
+            return Err(bad(format!("{} tokens but {} token types", tokens.len(), types.len())));
         }
 
         let mut vocab = serde_json::Map::with_capacity(tokens.len());
         let mut added = Vec::new();
         for (id, (&tok, &ty)) in tokens.iter().zip(&types).enumerate() {
             if vocab.insert(tok.to_string(), json!(id)).is_some() {
-                return Err(bad(format!(
-                    "token `{tok}` appears twice in tokenizer.ggml.tokens"
-                )));
+                return Err(bad(format!("token `{tok}` appears twice in tokenizer.ggml.tokens")));
             }
             if ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED {
                 added.push(json!({
@@ -87,7 +75,8 @@ impl Tokenizer {
                 }));
             }
         }
-        let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false});
+        let byte_level =
+            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false});
         let spec = json!({
             "version": "1.0",
             "truncation": null,
@@ -110,16 +99,10 @@ impl Tokenizer {
             .map_err(|e| bad(format!("cannot build the tokenizer from metadata: {e}")))?;
 
         let mut eos_ids = Vec::new();
-        if let Some(id) = g
-            .get("tokenizer.ggml.eos_token_id")
-            .and_then(|v| v.as_u64())
-        {
+        if let Some(id) = g.get("tokenizer.ggml.eos_token_id").and_then(|v| v.as_u64()) {
             eos_ids.push(id as u32);
         }
-        let chat_template = g
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
+        let chat_template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
         Ok(Self::finish(inner, eos_ids, chat_template))
     }
 
@@ -148,48 +131,31 @@ impl Tokenizer {
         }
         let chat_template = std::fs::read_to_string(dir.join("chat_template.jinja"))
             .ok()
-            .or_else(|| {
-                read_json("tokenizer_config.json")?
-                    .get("chat_template")?
-                    .as_str()
-                    .map(str::to_string)
-            });
+            .or_else(|| read_json("tokenizer_config.json")?.get("chat_template")?.as_str().map(str::to_string));
         Ok(Self::finish(inner, eos_ids, chat_template))
     }
 
     /// Adds Qwen's end-of-turn and end-of-text tokens to the stop ids (the instruct models end a
     /// reply with `<|im_end|>`; base models with `<|endoftext|>`).
-    fn finish(
-        inner: tokenizers::Tokenizer,
-        mut eos_ids: Vec<u32>,
-        chat_template: Option<String>,
-    ) -> Self {
+    fn finish(inner: tokenizers::Tokenizer, mut eos_ids: Vec<u32>, chat_template: Option<String>) -> Self {
         for t in ["<|im_end|>", "<|endoftext|>"] {
             eos_ids.extend(inner.token_to_id(t));
         }
         eos_ids.sort_unstable();
         eos_ids.dedup();
-        Tokenizer {
-            inner,
-            eos_ids,
-            chat_template,
-        }
+        Tokenizer { inner, eos_ids, chat_template }
     }
 
     /// Token ids of `text`; special tokens written in the text (`<|im_start|>`) become their ids.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Usage(format!("cannot tokenize the prompt: {e}")))?;
+        let enc =
+            self.inner.encode(text, false).map_err(|e| Error::Usage(format!("cannot tokenize the prompt: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of `ids`, special tokens included.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| Error::Usage(format!("cannot decode tokens: {e}")))
+        self.inner.decode(ids, false).map_err(|e| Error::Usage(format!("cannot decode tokens: {e}")))
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -206,20 +172,14 @@ pub struct StreamDecoder {
 
 impl StreamDecoder {
     pub fn new() -> Self {
-        StreamDecoder {
-            ids: Vec::new(),
-            printed: 0,
-        }
+        StreamDecoder { ids: Vec::new(), printed: 0 }
     }
 
     /// Adds a token; returns the new text that is now complete, if any.
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<Option<String>> {
         self.ids.push(id);
         let text = tok.decode(&self.ids)?;
-        if text.ends_with('\u{FFFD}')
-            || text.len() <= self.printed
-            || !text.is_char_boundary(self.printed)
-        {
+        if text.ends_with('\u{FFFD}') || text.len() <= self.printed || !text.is_char_boundary(self.printed) {
             return Ok(None);
         }
         let new = text[self.printed..].to_string();

@@ -59,16 +59,11 @@ impl Weights {
 
     pub fn load(ck: &Checkpoint, cfg: &Config) -> Result<Self> {
         let required = |name: &str, shape: &[usize]| -> Result<Tensor> {
-            ck.tensor(name, shape)?
-                .ok_or_else(|| Error::invalid(ck.path(), format!("tensor `{name}` is missing")))
+            ck.tensor(name, shape)?.ok_or_else(|| Error::invalid(ck.path(), format!("tensor `{name}` is missing")))
         };
         let linear = |prefix: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
             let weight = required(&format!("{prefix}.weight"), &[out, inp])?;
-            let bias = if bias {
-                Some(required(&format!("{prefix}.bias"), &[out])?)
-            } else {
-                None
-            };
+            let bias = if bias { Some(required(&format!("{prefix}.bias"), &[out])?) } else { None };
             Ok(Linear { weight, bias })
         };
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
@@ -85,10 +80,7 @@ impl Weights {
                     v_proj: linear(&format!("{p}.self_attn.v_proj"), kv, h, true)?,
                     o_proj: linear(&format!("{p}.self_attn.o_proj"), h, q, false)?,
                 },
-                post_attention_layernorm: required(
-                    &format!("{p}.post_attention_layernorm.weight"),
-                    &[h],
-                )?,
+                post_attention_layernorm: required(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
                 mlp: Mlp {
                     gate_proj: linear(&format!("{p}.mlp.gate_proj"), i, h, false)?,
                     up_proj: linear(&format!("{p}.mlp.up_proj"), i, h, false)?,

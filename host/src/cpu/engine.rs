@@ -27,13 +27,7 @@ impl CpuEngine {
             max_seq,
             head_dim: cfg.head_dim,
         };
-        CpuEngine {
-            k_cache: vec![0.0; kv.len()],
-            v_cache: vec![0.0; kv.len()],
-            cfg,
-            w,
-            kv,
-        }
+        CpuEngine { k_cache: vec![0.0; kv.len()], v_cache: vec![0.0; kv.len()], cfg, w, kv }
     }
 
     pub fn weights(&self) -> &Weights {
@@ -42,12 +36,7 @@ impl CpuEngine {
 
     /// Runs `tokens` at positions `start..start + tokens.len()` and returns the logits of every
     /// position (`[tokens, vocab]`) if `all_logits`, else of the last only.
-    pub fn forward_tokens(
-        &mut self,
-        tokens: &[u32],
-        start: usize,
-        all_logits: bool,
-    ) -> Result<Vec<f32>> {
+    pub fn forward_tokens(&mut self, tokens: &[u32], start: usize, all_logits: bool) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
         let t = tokens.len();
         if t == 0 {
@@ -69,10 +58,7 @@ impl CpuEngine {
         for (row, &tok) in x.chunks_exact_mut(h).zip(tokens) {
             let tok = tok as usize;
             if tok >= cfg.vocab_size {
-                return Err(Error::Usage(format!(
-                    "token id {tok} is outside the vocabulary ({})",
-                    cfg.vocab_size
-                )));
+                return Err(Error::Usage(format!("token id {tok} is outside the vocabulary ({})", cfg.vocab_size)));
             }
             row.copy_from_slice(&self.w.model.embed_tokens.data[tok * h..(tok + 1) * h]);
         }
@@ -99,22 +85,14 @@ impl CpuEngine {
                 }
             }
             let (kc, vc, kv) = (&self.k_cache, &self.v_cache, &self.kv);
-            att.par_chunks_mut(qd)
-                .zip(q.par_chunks(qd))
-                .enumerate()
-                .for_each(|(i, (out, qi))| {
-                    attention(out, qi, kc, vc, kv, l, start + i + 1);
-                });
+            att.par_chunks_mut(qd).zip(q.par_chunks(qd)).enumerate().for_each(|(i, (out, qi))| {
+                attention(out, qi, kc, vc, kv, l, start + i + 1);
+            });
             linear(&mut xb, &att, t, &layer.self_attn.o_proj);
             add(&mut x, &xb);
 
             // MLP block.
-            rmsnorm(
-                &mut xb,
-                &x,
-                &layer.post_attention_layernorm.data,
-                cfg.rms_norm_eps,
-            );
+            rmsnorm(&mut xb, &x, &layer.post_attention_layernorm.data, cfg.rms_norm_eps);
             linear(&mut gate, &xb, t, &layer.mlp.gate_proj);
             linear(&mut up, &xb, t, &layer.mlp.up_proj);
             swiglu(&mut gate, &up);
@@ -127,27 +105,13 @@ impl CpuEngine {
         let mut normed = vec![0f32; rows * h];
         rmsnorm(&mut normed, last, &self.w.model.norm.data, cfg.rms_norm_eps);
         let mut logits = vec![0f32; rows * cfg.vocab_size];
-        matmul(
-            &mut logits,
-            &normed,
-            rows,
-            &self.w.lm_head().data,
-            cfg.vocab_size,
-            None,
-        );
+        matmul(&mut logits, &normed, rows, &self.w.lm_head().data, cfg.vocab_size, None);
         Ok(logits)
     }
 }
 
 fn linear(out: &mut [f32], x: &[f32], tokens: usize, lin: &Linear) {
-    matmul(
-        out,
-        x,
-        tokens,
-        &lin.weight.data,
-        lin.weight.shape[0],
-        lin.bias.as_ref().map(|b| b.data.as_slice()),
-    );
+    matmul(out, x, tokens, &lin.weight.data, lin.weight.shape[0], lin.bias.as_ref().map(|b| b.data.as_slice()));
 }
 
 fn add(x: &mut [f32], y: &[f32]) {

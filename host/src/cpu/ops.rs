@@ -37,38 +37,25 @@ pub fn rmsnorm(y: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
 /// `out[t, r] = Σ_c x[t, c]·w[r, c] + bias[r]` for `t < tokens`: `x` is `[tokens, cols]`, `w` is
 /// `[rows, cols]`, `out` is `[tokens, rows]`. Parallel over weight rows; each weight row is read
 /// once and applied to every token.
-pub fn matmul(
-    out: &mut [f32],
-    x: &[f32],
-    tokens: usize,
-    w: &[f32],
-    rows: usize,
-    bias: Option<&[f32]>,
-) {
+pub fn matmul(out: &mut [f32], x: &[f32], tokens: usize, w: &[f32], rows: usize, bias: Option<&[f32]>) {
     let cols = w.len() / rows;
     debug_assert_eq!(x.len(), tokens * cols);
     debug_assert_eq!(out.len(), tokens * rows);
     let b = |r: usize| bias.map_or(0.0, |b| b[r]);
     if tokens == 1 {
-        out.par_iter_mut()
-            .enumerate()
-            .with_min_len(64)
-            .for_each(|(r, o)| {
-                *o = dot(&w[r * cols..(r + 1) * cols], x) + b(r);
-            });
+        out.par_iter_mut().enumerate().with_min_len(64).for_each(|(r, o)| {
+            *o = dot(&w[r * cols..(r + 1) * cols], x) + b(r);
+        });
         return;
     }
     // Row-major `[rows, tokens]` first (so each task owns one weight row), then transpose.
     let mut tmp = vec![0f32; rows * tokens];
-    tmp.par_chunks_mut(tokens)
-        .enumerate()
-        .with_min_len(16)
-        .for_each(|(r, o)| {
-            let wr = &w[r * cols..(r + 1) * cols];
-            for (t, o) in o.iter_mut().enumerate() {
-                *o = dot(wr, &x[t * cols..(t + 1) * cols]) + b(r);
-            }
-        });
+    tmp.par_chunks_mut(tokens).enumerate().with_min_len(16).for_each(|(r, o)| {
+        let wr = &w[r * cols..(r + 1) * cols];
+        for (t, o) in o.iter_mut().enumerate() {
+            *o = dot(wr, &x[t * cols..(t + 1) * cols]) + b(r);
+        }
+    });
     for r in 0..rows {
         for t in 0..tokens {
             out[t * rows + r] = tmp[r * tokens + t];
@@ -128,15 +115,7 @@ pub fn argmax(x: &[f32]) -> usize {
 /// `0..len` of one layer: for query head `h` (KV head `g = h / (heads / kv_heads)`),
 /// `out_h = Σ_p softmax_p(q_h·k_{g,p} / √head_dim) · v_{g,p}`. `q` and `out` are `[heads, head_dim]`.
 /// Twin of the attention kernels.
-pub fn attention(
-    out: &mut [f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    kv: &crate::kv::KvLayout,
-    layer: usize,
-    len: usize,
-) {
+pub fn attention(out: &mut [f32], q: &[f32], k: &[f32], v: &[f32], kv: &crate::kv::KvLayout, layer: usize, len: usize) {
     let hd = kv.head_dim;
     let heads = q.len() / hd;
     let group = heads / kv.kv_heads;

@@ -19,11 +19,7 @@ fn cuda<T>(what: &str, r: cust::error::CudaResult<T>) -> Result<T> {
 
 /// The newest embedded PTX that a device of compute capability `cc` (× 10) can run.
 pub fn ptx_for(cc: u32) -> Option<(&'static str, &'static str)> {
-    KERNELS_PTX
-        .iter()
-        .rev()
-        .find(|(_, arch, _)| *arch <= cc)
-        .map(|(name, _, ptx)| (*name, *ptx))
+    KERNELS_PTX.iter().rev().find(|(_, arch, _)| *arch <= cc).map(|(name, _, ptx)| (*name, *ptx))
 }
 
 /// One CUDA device with a context, the kernels module and a stream.
@@ -42,42 +38,28 @@ impl Gpu {
         cuda("cuInit", cust::init(cust::CudaFlags::empty()))?;
         let device = cuda("cuDeviceGet(0)", Device::get_device(0))?;
         let name = cuda("cuDeviceGetName", device.name())?;
-        let major = cuda(
-            "compute capability",
-            device.get_attribute(cust::device::DeviceAttribute::ComputeCapabilityMajor),
-        )?;
-        let minor = cuda(
-            "compute capability",
-            device.get_attribute(cust::device::DeviceAttribute::ComputeCapabilityMinor),
-        )?;
+        let major =
+            cuda("compute capability", device.get_attribute(cust::device::DeviceAttribute::ComputeCapabilityMajor))?;
+        let minor =
+            cuda("compute capability", device.get_attribute(cust::device::DeviceAttribute::ComputeCapabilityMinor))?;
         let cc = (major * 10 + minor) as u32;
         let (arch, ptx) = ptx_for(cc).ok_or_else(|| {
-            Error::Cuda(format!("{name} (sm_{cc}) is older than every embedded PTX ({:?}); rebuild with QWEN_RS_CUDA_ARCHS=sm_{cc}",
-                KERNELS_PTX.iter().map(|k| k.0).collect::<Vec<_>>()))
+            Error::Cuda(format!(
+                "{name} (sm_{cc}) is older than every embedded PTX ({:?}); rebuild with QWEN_RS_CUDA_ARCHS=sm_{cc}",
+                KERNELS_PTX.iter().map(|k| k.0).collect::<Vec<_>>()
+            ))
         })?;
         let context = cuda("cuCtxCreate", Context::new(device))?;
         let module = cuda("loading the kernels' PTX", Module::from_ptx(ptx, &[]))?;
-        let stream = cuda(
-            "cuStreamCreate",
-            Stream::new(StreamFlags::NON_BLOCKING, None),
-        )?;
-        Ok(Gpu {
-            name,
-            arch,
-            module,
-            stream,
-            _context: context,
-        })
+        let stream = cuda("cuStreamCreate", Stream::new(StreamFlags::NON_BLOCKING, None))?;
+        Ok(Gpu { name, arch, module, stream, _context: context })
     }
 
     pub fn upload<T: DeviceCopy>(&self, data: &[T]) -> Result<DeviceBuffer<T>> {
         cuda("copying to the device", DeviceBuffer::from_slice(data))
     }
 
-    pub fn download<T: DeviceCopy + Default + Clone>(
-        &self,
-        buf: &DeviceBuffer<T>,
-    ) -> Result<Vec<T>> {
+    pub fn download<T: DeviceCopy + Default + Clone>(&self, buf: &DeviceBuffer<T>) -> Result<Vec<T>> {
         let mut v = vec![T::default(); buf.len()];
         cuda("copying from the device", buf.copy_to(&mut v[..]))?;
         Ok(v)
@@ -98,14 +80,9 @@ impl Gpu {
         eps: f32,
     ) -> Result<()> {
         if x.len() < rows * n || y.len() < rows * n || w.len() < n {
-            return Err(Error::Cuda(format!(
-                "rmsnorm: buffers too small for {rows}×{n}"
-            )));
+            return Err(Error::Cuda(format!("rmsnorm: buffers too small for {rows}×{n}")));
         }
-        let f = cuda(
-            "rmsnorm_f32_bf16",
-            self.module.get_function("rmsnorm_f32_bf16"),
-        )?;
+        let f = cuda("rmsnorm_f32_bf16", self.module.get_function("rmsnorm_f32_bf16"))?;
         let stream = &self.stream;
         unsafe {
             cuda(

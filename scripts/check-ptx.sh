@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Assembles the PTX embedded in the qwen-rs binary with ptxas for sm_80 and sm_90 and fails on any
+# error or on any register spill. Usage: scripts/check-ptx.sh [path/to/qwen-rs]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release/qwen-rs}
+TOOLS="${QWEN_RS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qwen-rs}/tools"
+PTXAS=${PTXAS:-$(command -v ptxas || echo "$TOOLS/ptxas")}
+[ -x "$PTXAS" ] || { echo "ptxas not found: run scripts/setup.sh or set PTXAS" >&2; exit 1; }
+out=$(mktemp -d)
+"$BIN" ptx "$out" >/dev/null
+status=0
+for arch in 80 90; do
+    ptx="$out/kernels_sm_$arch.ptx"
+    [ -f "$ptx" ] || { echo "no PTX for sm_$arch in $BIN (QWEN_RS_CUDA_ARCHS?)" >&2; status=1; continue; }
+    if ! log=$("$PTXAS" -arch=sm_$arch -v "$ptx" -o "$out/sm_$arch.cubin" 2>&1); then
+        echo "$log" >&2
+        echo "ptxas failed for sm_$arch" >&2
+        status=1
+        continue
+    fi
+    kernels=$(grep -c "Compiling entry function" <<<"$log" || true)
+    spills=$(grep -E "[1-9][0-9]* bytes spill (stores|loads)" <<<"$log" || true)
+    if [ -n "$spills" ]; then
+        echo "$log" | grep -E "Compiling entry|spill" >&2
+        echo "register spills in sm_$arch kernels" >&2
+        status=1
+    else
+        echo "sm_$arch: $kernels kernels assembled, no spills"
+    fi
+done
+rm -rf "$out"
+exit $status

@@ -1,0 +1,139 @@
+//! Bad input through the real command line: each case must exit non-zero with one clear error
+//! that names the file or flag at fault, and must never panic.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::GgufBuilder;
+
+/// Runs `qwen-rs args…` and returns its stderr after checking the failure is clean.
+fn fails(args: &[&str], stdin: Option<&str>, must_mention: &str) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qwen-rs"));
+    cmd.args(args).env("QWEN_RS_CACHE_DIR", std::env::temp_dir().join("qwen-rs-no-cache"));
+    cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run qwen-rs");
+    if let Some(s) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    println!("qwen-rs {args:?}\n{stderr}");
+    assert!(!out.status.success(), "expected failure for {args:?}");
+    assert_eq!(out.status.code(), Some(1), "{args:?}: exit {:?} (a panic exits 101)", out.status.code());
+    assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+    assert!(stderr.contains("error:"), "{args:?}: no error line:\n{stderr}");
+    assert!(stderr.contains(must_mention), "{args:?}: error does not mention {must_mention:?}:\n{stderr}");
+    stderr
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn nonexistent_model_path() {
+    let e = fails(&["--model", "/no/such/model.gguf", "hi"], None, "/no/such/model.gguf");
+    assert!(e.contains("No such file"));
+}
+
+#[test]
+fn directory_without_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.md"), "nothing here").unwrap();
+    let e = fails(&["--model", p(dir.path()), "hi"], None, p(dir.path()));
+    assert!(e.contains("no model here"));
+    // A directory with config.json but no weights.
+    std::fs::copy(common::fixture("tiny-hd64/config.json"), dir.path().join("config.json")).unwrap();
+    fails(&["--model", p(dir.path()), "hi"], None, "no model.safetensors");
+}
+
+#[test]
+fn truncated_gguf() {
+    let full = std::fs::read(common::fixture("tiny-hd64.gguf")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Inside the magic, the header counts, the metadata, the tensor infos and the tensor data.
+    for cut in [2, 20, 100, 700, full.len() / 2, full.len() - 1] {
+        let path = dir.path().join(format!("cut{cut}.gguf"));
+        std::fs::write(&path, &full[..cut]).unwrap();
+        let e = fails(&["--model", p(&path), "hi"], None, p(&path));
+        assert!(e.contains("truncated") || e.contains("not a GGUF"), "cut at {cut}: {e}");
+    }
+}
+
+#[test]
+fn gguf_with_unknown_quant_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("unknown.gguf");
+    let bytes = GgufBuilder::new()
+        .kv_str("general.architecture", "qwen2")
+        .tensor("token_embd.weight", &[32, 4], 99, &[0u8; 256])
+        .build();
+    std::fs::write(&path, bytes).unwrap();
+    let e = fails(&["--model", p(&path), "hi"], None, p(&path));
+    assert!(e.contains("unknown quant type id 99"), "{e}");
+    // A real but unsupported one is named.
+    let path = dir.path().join("q4_1.gguf");
+    let bytes = GgufBuilder::new()
+        .kv_str("general.architecture", "qwen2")
+        .tensor("token_embd.weight", &[32, 4], 3, &[0u8; 80])
+        .build();
+    std::fs::write(&path, bytes).unwrap();
+    let e = fails(&["--model", p(&path), "hi"], None, p(&path));
+    assert!(e.contains("Q4_1 is not supported"), "{e}");
+}
+
+#[test]
+fn safetensors_header_overrunning_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::fixture("tiny-hd64/config.json"), dir.path().join("config.json")).unwrap();
+    let mut bytes = 1_000_000u64.to_le_bytes().to_vec();
+    bytes.extend(br#"{"model.norm.weight":{"dtype":"F32","shape":[128],"data_offsets":[0,512]}}"#);
+    let st = dir.path().join("model.safetensors");
+    std::fs::write(&st, bytes).unwrap();
+    let e = fails(&["--model", p(dir.path()), "hi"], None, p(&st));
+    assert!(e.contains("not a valid safetensors file"), "{e}");
+}
+
+#[test]
+fn prompt_longer_than_the_context() {
+    let model = common::real_model();
+    let e = fails(
+        &["--model", p(&model), "--ctx-size", "16", "Write a haiku about GPU computing, please."],
+        None,
+        "--ctx-size",
+    );
+    assert!(e.contains("context of 16 tokens"), "{e}");
+    let long = "word ".repeat(5000);
+    fails(&["--model", p(&model), "--raw", &long], None, "context of 4096 tokens");
+}
+
+#[test]
+fn top_p_out_of_range() {
+    fails(&["--top-p", "1.5", "hi"], None, "--top-p 1.5");
+    fails(&["--temperature=-1", "hi"], None, "--temperature");
+}
+
+#[test]
+fn empty_prompt() {
+    fails(&["--model", "/unused", ""], None, "prompt is empty");
+    fails(&["--model", "/unused"], Some("  \n"), "prompt is empty");
+}
+
+#[test]
+fn non_utf8_prompt_on_stdin() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qwen-rs"));
+    cmd.args(["--model", "/unused"]).stdin(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&[0x66, 0xff, 0xfe]).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("not valid UTF-8"), "{stderr}");
+}
