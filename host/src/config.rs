@@ -61,13 +61,13 @@ impl Config {
     pub fn from_hf_json(path: &Path, text: &str) -> Result<Self> {
         let c: HfConfig = serde_json::from_str(text)
             .map_err(|e| Error::invalid(path, format!("not a valid Qwen2 config.json: {e}")))?;
-        if let Some(t) = &c.model_type {
-            if t != "qwen2" {
-                return Err(Error::invalid(
-                    path,
-                    format!("model_type is `{t}`; qwen-rs runs Qwen2/Qwen2.5 models (`qwen2`)"),
-                ));
-            }
+        if let Some(t) = &c.model_type
+            && t != "qwen2"
+        {
+            return Err(Error::invalid(
+                path,
+                format!("model_type is `{t}`; qwen-rs runs Qwen2/Qwen2.5 models (`qwen2`)"),
+            ));
         }
         let heads = c.num_attention_heads;
         let cfg = Config {
@@ -76,7 +76,7 @@ impl Config {
             num_hidden_layers: c.num_hidden_layers,
             num_attention_heads: heads,
             num_key_value_heads: c.num_key_value_heads.unwrap_or(heads),
-            head_dim: c.head_dim.unwrap_or(if heads == 0 { 0 } else { c.hidden_size / heads }),
+            head_dim: c.head_dim.unwrap_or(c.hidden_size.checked_div(heads).unwrap_or(0)),
             vocab_size: c.vocab_size,
             max_position_embeddings: c.max_position_embeddings,
             rms_norm_eps: c.rms_norm_eps,
@@ -155,13 +155,13 @@ impl Config {
                 return bad(format!("{name} = {v} is out of range (1..={max})"));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return bad(format!(
                 "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(format!("head_dim {} is odd; rotary embeddings need an even head_dim", self.head_dim));
         }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {

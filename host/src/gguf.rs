@@ -374,7 +374,7 @@ impl<'a> Reader<'a> {
                 let min = match item_ty {
                     0 | 1 | 7 => 1,
                     2 | 3 => 2,
-                    4 | 5 | 6 => 4,
+                    4..=6 => 4,
                     10..=12 => 8,
                     8 => 8,  // the string's length
                     9 => 12, // a nested array's type and count

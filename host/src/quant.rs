@@ -105,7 +105,7 @@ impl GgmlType {
 pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     let (bb, bl) = (ty.block_bytes(), ty.block_len());
     assert!(
-        src.len() % bb == 0 && src.len() / bb * bl == dst.len(),
+        src.len().is_multiple_of(bb) && src.len() / bb * bl == dst.len(),
         "dequantize: {} bytes of {ty:?} for {} values",
         src.len(),
         dst.len()
