@@ -45,12 +45,225 @@ fn rmsnorm_matches_cpu() {
 
         let dx = gpu.upload(&x).unwrap();
         let dw = gpu.upload(&w_bf.iter().map(|v| v.to_bits()).collect::<Vec<u16>>()).unwrap();
-        let mut dy = gpu.upload(&vec![f32::NAN; rows * n]).unwrap();
-        gpu.rmsnorm(&mut dy, &dx, &dw, rows, n, 1e-6).unwrap();
-        gpu.synchronize().unwrap();
+        let dy = gpu.upload(&vec![f32::NAN; rows * n]).unwrap();
+        gpu.rmsnorm(dy.as_device_ptr(), dx.as_device_ptr(), dw.as_device_ptr(), rows, n, 1e-6).unwrap();
         let got = gpu.download(&dy).unwrap();
         let err = rel_l2(&got, &want);
         println!("rmsnorm rows={rows} n={n}: rel L2 {err:.2e}");
         assert!(err < 1e-5, "rmsnorm {rows}x{n}: rel L2 {err}");
+    }
+}
+
+fn to_bf16(x: &[f32]) -> (Vec<u16>, Vec<f32>) {
+    let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+    (b.iter().map(|v| v.to_bits()).collect(), b.iter().map(|v| v.to_f32()).collect())
+}
+
+fn poisoned(gpu: &Gpu, n: usize) -> cust::memory::DeviceBuffer<f32> {
+    gpu.upload(&vec![f32::NAN; n]).unwrap()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn embedding_matches_cpu() {
+    let gpu = Gpu::open().expect("a CUDA device");
+    let mut rng = fresh_rng();
+    for &(vocab, hidden, tokens) in &[(1000, 896, 1), (517, 130, 7), (151936, 64, 33)] {
+        let table = randn(&mut rng, vocab * hidden);
+        let (bits, rounded) = to_bf16(&table);
+        let ids: Vec<u32> = (0..tokens).map(|_| rng.random_range(0..vocab as u32)).collect();
+        let want: Vec<f32> =
+            ids.iter().flat_map(|&i| rounded[i as usize * hidden..(i as usize + 1) * hidden].to_vec()).collect();
+        let (dt, di) = (gpu.upload(&bits).unwrap(), gpu.upload(&ids).unwrap());
+        let out = poisoned(&gpu, tokens * hidden);
+        gpu.embedding(out.as_device_ptr(), dt.as_device_ptr(), di.as_device_ptr(), tokens, hidden, vocab).unwrap();
+        let got = gpu.download(&out).unwrap();
+        assert_eq!(rel_l2(&got, &want), 0.0, "embedding {vocab}x{hidden}, {tokens} tokens");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn matmul_matches_cpu() {
+    let gpu = Gpu::open().expect("a CUDA device");
+    let mut rng = fresh_rng();
+    // (rows, cols, tokens, bias, accumulate): vectorised (cols % 8 == 0) and scalar paths, ragged rows.
+    let cases = [
+        (896, 896, 1, true, false),
+        (4864, 896, 1, false, true),
+        (131, 200, 5, true, true),
+        (77, 33, 3, false, false),
+        (151936, 64, 1, false, false),
+        (1000, 4864, 17, true, false),
+    ];
+    for &(rows, cols, tokens, bias, accumulate) in &cases {
+        let (wb, w) = to_bf16(&randn(&mut rng, rows * cols));
+        let x = randn(&mut rng, tokens * cols);
+        let b = randn(&mut rng, rows);
+        let init = randn(&mut rng, tokens * rows);
+        let mut want = vec![0f32; tokens * rows];
+        ops::matmul(&mut want, &x, tokens, &w, rows, if bias { Some(&b) } else { None });
+        if accumulate {
+            want.iter_mut().zip(&init).for_each(|(a, i)| *a += i);
+        }
+        let (dw, dx, db) = (gpu.upload(&wb).unwrap(), gpu.upload(&x).unwrap(), gpu.upload(&b).unwrap());
+        let out = if accumulate { gpu.upload(&init).unwrap() } else { poisoned(&gpu, tokens * rows) };
+        let bias_ptr = if bias { db.as_device_ptr() } else { cust::memory::DevicePointer::null() };
+        gpu.matmul(
+            out.as_device_ptr(),
+            dx.as_device_ptr(),
+            dw.as_device_ptr(),
+            bias_ptr,
+            rows,
+            cols,
+            tokens,
+            accumulate,
+        )
+        .unwrap();
+        let err = rel_l2(&gpu.download(&out).unwrap(), &want);
+        println!("matmul {rows}x{cols}, {tokens} tokens, bias {bias}, accumulate {accumulate}: rel L2 {err:.2e}");
+        assert!(err < 1e-5, "matmul {rows}x{cols}x{tokens}: {err}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn rope_kv_write_matches_cpu() {
+    use qwen_rs::kv::KvLayout;
+    let gpu = Gpu::open().expect("a CUDA device");
+    let mut rng = fresh_rng();
+    for &(heads, kv_heads, hd, tokens, pos0, layer) in
+        &[(14, 2, 64, 1, 31, 3), (12, 2, 128, 9, 0, 0), (4, 4, 96, 5, 70, 1)]
+    {
+        let kv = KvLayout { layers: 4, kv_heads, max_seq: 128, head_dim: hd };
+        let theta = 1e6f32;
+        let (q, k, v) = (
+            randn(&mut rng, tokens * heads * hd),
+            randn(&mut rng, tokens * kv_heads * hd),
+            randn(&mut rng, tokens * kv_heads * hd),
+        );
+        let (mut want_q, mut want_k) = (q.clone(), k.clone());
+        let (mut want_kc, mut want_vc) = (vec![f32::NAN; kv.len()], vec![f32::NAN; kv.len()]);
+        for t in 0..tokens {
+            ops::rope(&mut want_q[t * heads * hd..(t + 1) * heads * hd], hd, pos0 + t, theta);
+            ops::rope(&mut want_k[t * kv_heads * hd..(t + 1) * kv_heads * hd], hd, pos0 + t, theta);
+            for g in 0..kv_heads {
+                let o = kv.offset(layer, g, pos0 + t);
+                let src = (t * kv_heads + g) * hd;
+                want_kc[o..o + hd].copy_from_slice(&want_k[src..src + hd]);
+                want_vc[o..o + hd].copy_from_slice(&v[src..src + hd]);
+            }
+        }
+        let half = hd / 2;
+        let (mut cos, mut sin) = (vec![0f32; kv.max_seq * half], vec![0f32; kv.max_seq * half]);
+        for p in 0..kv.max_seq {
+            for i in 0..half {
+                let (c, s) = ops::rope_cos_sin(p, i, hd, theta);
+                cos[p * half + i] = c;
+                sin[p * half + i] = s;
+            }
+        }
+        let (dq, dk, dv) = (gpu.upload(&q).unwrap(), gpu.upload(&k).unwrap(), gpu.upload(&v).unwrap());
+        let (kc, vc) = (poisoned(&gpu, kv.len()), poisoned(&gpu, kv.len()));
+        let (dcos, dsin) = (gpu.upload(&cos).unwrap(), gpu.upload(&sin).unwrap());
+        gpu.rope_kv_write(
+            dq.as_device_ptr(),
+            dk.as_device_ptr(),
+            dv.as_device_ptr(),
+            kc.as_device_ptr(),
+            vc.as_device_ptr(),
+            dcos.as_device_ptr(),
+            dsin.as_device_ptr(),
+            &kv,
+            heads,
+            layer,
+            pos0,
+            tokens,
+        )
+        .unwrap();
+        assert_eq!(gpu.download(&dq).unwrap(), want_q, "rotated q");
+        // Cache slots not written stay NaN on both sides; compare bit patterns.
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        assert_eq!(bits(gpu.download(&kc).unwrap()), bits(want_kc), "K cache (heads {heads}, hd {hd})");
+        assert_eq!(bits(gpu.download(&vc).unwrap()), bits(want_vc), "V cache");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn attention_matches_cpu() {
+    use qwen_rs::kv::KvLayout;
+    let gpu = Gpu::open().expect("a CUDA device");
+    let mut rng = fresh_rng();
+    // (heads, kv_heads, head_dim, tokens, pos0): decode rows and causal prefill rows, ragged lengths.
+    for &(heads, kv_heads, hd, tokens, pos0, layer) in &[
+        (14, 2, 64, 1, 0, 0),
+        (14, 2, 64, 1, 37, 1),
+        (28, 4, 128, 13, 50, 2),
+        (12, 2, 128, 1, 1000, 0),
+        (8, 8, 32, 70, 0, 1),
+    ] {
+        let kv = KvLayout { layers: 3, kv_heads, max_seq: 1100, head_dim: hd };
+        let kc = randn(&mut rng, kv.len());
+        let vc = randn(&mut rng, kv.len());
+        let q: Vec<f32> = randn(&mut rng, tokens * heads * hd).iter().map(|v| v * 3.0).collect();
+        let mut want = vec![0f32; tokens * heads * hd];
+        for t in 0..tokens {
+            let r = t * heads * hd..(t + 1) * heads * hd;
+            ops::attention(&mut want[r.clone()], &q[r], &kc, &vc, &kv, layer, pos0 + t + 1);
+        }
+        let (dq, dk, dv) = (gpu.upload(&q).unwrap(), gpu.upload(&kc).unwrap(), gpu.upload(&vc).unwrap());
+        let out = poisoned(&gpu, tokens * heads * hd);
+        gpu.attention(
+            out.as_device_ptr(),
+            dq.as_device_ptr(),
+            dk.as_device_ptr(),
+            dv.as_device_ptr(),
+            &kv,
+            heads,
+            layer,
+            pos0,
+            tokens,
+        )
+        .unwrap();
+        let err = rel_l2(&gpu.download(&out).unwrap(), &want);
+        println!("attention heads {heads}/{kv_heads} hd {hd}, {tokens} rows at {pos0}: rel L2 {err:.2e}");
+        assert!(err < 1e-5, "attention: {err}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn swiglu_matches_cpu() {
+    let gpu = Gpu::open().expect("a CUDA device");
+    let mut rng = fresh_rng();
+    for &n in &[4864, 1000, 33, 18944 * 3] {
+        let gate: Vec<f32> = randn(&mut rng, n).iter().map(|v| v * 8.0).collect();
+        let up = randn(&mut rng, n);
+        let mut want = gate.clone();
+        ops::swiglu(&mut want, &up);
+        let (dg, du) = (gpu.upload(&gate).unwrap(), gpu.upload(&up).unwrap());
+        let out = poisoned(&gpu, n);
+        gpu.swiglu(out.as_device_ptr(), dg.as_device_ptr(), du.as_device_ptr(), n).unwrap();
+        let err = rel_l2(&gpu.download(&out).unwrap(), &want);
+        assert!(err < 1e-5, "swiglu {n}: {err}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn argmax_matches_cpu() {
+    let gpu = Gpu::open().expect("a CUDA device");
+    let mut rng = fresh_rng();
+    for &n in &[151936, 1000, 31, 1025] {
+        let mut x = randn(&mut rng, n);
+        let dup = rng.random_range(0..n);
+        let m = x.iter().copied().fold(f32::MIN, f32::max);
+        x[dup] = m; // a tie: the smaller index must win, as on the CPU
+        let want = ops::argmax(&x) as u32;
+        let dx = gpu.upload(&x).unwrap();
+        let out = gpu.upload(&[u32::MAX]).unwrap();
+        gpu.argmax(out.as_device_ptr(), dx.as_device_ptr(), n).unwrap();
+        assert_eq!(gpu.download(&out).unwrap()[0], want, "argmax over {n}");
     }
 }

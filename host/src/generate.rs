@@ -47,8 +47,18 @@ pub fn generate(
         )));
     }
     let mut stats = Stats { prompt_tokens: prompt.len(), ..Default::default() };
+    // Greedy decoding without a penalty needs only the argmax, which the engine may compute itself.
+    let greedy = !sampler.needs_logits();
+    let mut step = |engine: &mut dyn Engine, tokens: &[u32], start: usize, history: &[u32]| -> Result<u32> {
+        if greedy {
+            engine.forward_greedy(tokens, start)
+        } else {
+            let mut logits = engine.forward(tokens, start)?;
+            Ok(sampler.sample(&mut logits, history))
+        }
+    };
     let t0 = Instant::now();
-    let mut logits = engine.forward(prompt, 0)?;
+    let mut next = step(engine, prompt, 0, prompt)?;
     stats.prefill = t0.elapsed();
 
     let mut history = prompt.to_vec();
@@ -56,7 +66,6 @@ pub fn generate(
     let mut stream = StreamDecoder::new();
     let t1 = Instant::now();
     while out.len() < max_tokens {
-        let next = sampler.sample(&mut logits, &history);
         if tok.eos_ids.contains(&next) {
             break;
         }
@@ -68,7 +77,7 @@ pub fn generate(
         if out.len() == max_tokens || history.len() >= engine.max_seq() {
             break;
         }
-        logits = engine.forward(&[next], history.len() - 1)?;
+        next = step(engine, &[next], history.len() - 1, &history)?;
     }
     stats.decode = t1.elapsed();
     stats.generated_tokens = out.len();

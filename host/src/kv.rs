@@ -1,9 +1,14 @@
-//! The KV-cache layout, in one place. Every engine and kernel indexes the cache through
-//! [`KvLayout::offset`]; nothing else computes a cache address.
+//! The KV-cache layout. The address arithmetic is one function, `kv_cache_offset`, in
+//! `kernels-gpu/src/kv_layout.rs`, which this module includes verbatim: the kernels and the host
+//! index the cache through the same code, and nothing else computes a cache address.
 //!
 //! Keys and values are two separate arrays of `layers × kv_heads × max_seq × head_dim` elements:
 //! for one layer and one KV head, the `max_seq` positions are contiguous rows of `head_dim`, so a
 //! decode step's attention over positions `0..=pos` reads one contiguous block per head.
+
+#[path = "../../kernels-gpu/src/kv_layout.rs"]
+mod shared;
+pub use shared::kv_cache_offset;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvLayout {
@@ -27,6 +32,6 @@ impl KvLayout {
     #[inline]
     pub fn offset(&self, layer: usize, kv_head: usize, pos: usize) -> usize {
         debug_assert!(layer < self.layers && kv_head < self.kv_heads && pos < self.max_seq);
-        ((layer * self.kv_heads + kv_head) * self.max_seq + pos) * self.head_dim
+        kv_cache_offset(layer, kv_head, pos, self.kv_heads, self.max_seq, self.head_dim)
     }
 }

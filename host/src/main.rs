@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use qwen_rs::chat::{self, Message};
 use qwen_rs::cpu::CpuEngine;
+use qwen_rs::cuda::CudaEngine;
 use qwen_rs::engine::Engine;
 use qwen_rs::generate::generate;
 use qwen_rs::sampling::{Sampler, SamplingParams};
@@ -163,26 +164,20 @@ fn run(args: RunArgs) -> Result<()> {
         );
     }
 
+    let cfg = loaded.config.clone();
     let mut engine: Box<dyn Engine> = match args.device {
-        DeviceChoice::Cpu => Box::new(CpuEngine::new(loaded.config.clone(), loaded.weights, ctx)),
+        DeviceChoice::Cpu => Box::new(CpuEngine::new(cfg, loaded.weights, ctx)),
         DeviceChoice::Cuda => {
             let gpu = cuda::Gpu::open().context("--device cuda: no usable CUDA device")?;
-            bail!(
-                "--device cuda: found {} ({}), but the CUDA engine is not implemented yet; use --device cpu",
-                gpu.name,
-                gpu.arch
-            );
+            Box::new(CudaEngine::new(gpu, cfg, &loaded.weights, ctx)?)
         }
-        DeviceChoice::Auto => {
-            match cuda::Gpu::open() {
-                Ok(gpu) => eprintln!(
-                    "qwen-rs: {} found, but the CUDA engine is not implemented yet; using the CPU engine",
-                    gpu.name
-                ),
-                Err(e) => eprintln!("qwen-rs: no CUDA device ({e}); using the CPU engine"),
+        DeviceChoice::Auto => match cuda::Gpu::open() {
+            Ok(gpu) => Box::new(CudaEngine::new(gpu, cfg, &loaded.weights, ctx)?),
+            Err(e) => {
+                eprintln!("qwen-rs: no CUDA device ({e}); using the CPU engine");
+                Box::new(CpuEngine::new(cfg, loaded.weights, ctx))
             }
-            Box::new(CpuEngine::new(loaded.config.clone(), loaded.weights, ctx))
-        }
+        },
     };
     let load_s = t_load.elapsed().as_secs_f64();
 

@@ -62,6 +62,11 @@ impl Sampler {
         self.params.temperature == 0.0
     }
 
+    /// Whether the choice depends on more than the argmax of the logits.
+    pub fn needs_logits(&self) -> bool {
+        !self.is_greedy() || self.params.repeat_penalty != 1.0
+    }
+
     /// The next token given `logits` (modified in place) and the tokens so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         let p = &self.params;

@@ -157,3 +157,34 @@ pub fn exp(x: f32) -> f32 {
     }
     r
 }
+
+/// 16-byte read-only load (`ld.global.nc.v4.u32`): eight bf16 weights at once. `p` must be
+/// 16-byte aligned.
+#[inline(always)]
+pub unsafe fn load_nc_v4(p: *const u32) -> [u32; 4] {
+    let (a, b, c, d): (u32, u32, u32, u32);
+    unsafe {
+        asm!("ld.global.nc.v4.u32 {{{a}, {b}, {c}, {d}}}, [{p}];",
+             a = out(reg32) a, b = out(reg32) b, c = out(reg32) c, d = out(reg32) d, p = in(reg64) p,
+             options(pure, readonly, nostack, preserves_flags));
+    }
+    [a, b, c, d]
+}
+
+/// 16-byte load of four f32 (`ld.global.v4.f32`). `p` must be 16-byte aligned.
+#[inline(always)]
+pub unsafe fn load_v4_f32(p: *const f32) -> [f32; 4] {
+    let (a, b, c, d): (f32, f32, f32, f32);
+    unsafe {
+        asm!("ld.global.v4.f32 {{{a}, {b}, {c}, {d}}}, [{p}];",
+             a = out(reg32) a, b = out(reg32) b, c = out(reg32) c, d = out(reg32) d, p = in(reg64) p,
+             options(pure, readonly, nostack, preserves_flags));
+    }
+    [a, b, c, d]
+}
+
+/// The two bf16 values packed in a little-endian `u32`: (element 2i, element 2i+1).
+#[inline(always)]
+pub fn bf16x2_to_f32(w: u32) -> (f32, f32) {
+    (f32::from_bits(w << 16), f32::from_bits(w & 0xffff_0000))
+}

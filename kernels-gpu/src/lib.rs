@@ -14,8 +14,15 @@
 #![feature(abi_ptx, stdarch_nvptx, asm_experimental_arch)]
 #![allow(clippy::missing_safety_doc)]
 
+pub mod argmax;
+pub mod attention;
 pub mod device;
+pub mod embedding;
+pub mod kv_layout;
+pub mod matmul;
 pub mod rmsnorm;
+pub mod rope;
+pub mod swiglu;
 
 /// A kernel cannot unwind; a panic (an out-of-range slice index, say) traps, which the host sees
 /// as a launch failure (`CUDA_ERROR_ILLEGAL_INSTRUCTION`) instead of wrong numbers.

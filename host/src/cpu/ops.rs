@@ -63,16 +63,24 @@ pub fn matmul(out: &mut [f32], x: &[f32], tokens: usize, w: &[f32], rows: usize,
     }
 }
 
+/// `(cos θ_i, sin θ_i)` with `θ_i = pos · theta^(−2i/head_dim)`, in f32. The CUDA engine's
+/// tables are filled with this same function, so both engines rotate by identical values.
+#[inline]
+pub fn rope_cos_sin(pos: usize, i: usize, head_dim: usize, theta: f32) -> (f32, f32) {
+    let inv_freq = 1.0 / theta.powf((2 * i) as f32 / head_dim as f32);
+    let (sin, cos) = (pos as f32 * inv_freq).sin_cos();
+    (cos, sin)
+}
+
 /// Rotary embedding, NeoX ("rotate half") form, in place on `heads` vectors of `head_dim` at
 /// position `pos`: for `i < head_dim/2`, with `θ_i = pos · theta^(−2i/head_dim)`,
 /// `(x_i, x_{i+d/2}) ← (x_i cos θ_i − x_{i+d/2} sin θ_i, x_{i+d/2} cos θ_i + x_i sin θ_i)`.
-/// Twin of the RoPE kernel.
+/// Twin of `kernels-gpu/src/rope.rs`.
 pub fn rope(x: &mut [f32], head_dim: usize, pos: usize, theta: f32) {
     let half = head_dim / 2;
     for head in x.chunks_exact_mut(head_dim) {
         for i in 0..half {
-            let inv_freq = 1.0 / theta.powf((2 * i) as f32 / head_dim as f32);
-            let (sin, cos) = (pos as f32 * inv_freq).sin_cos();
+            let (cos, sin) = rope_cos_sin(pos, i, head_dim, theta);
             let (a, b) = (head[i], head[i + half]);
             head[i] = a * cos - b * sin;
             head[i + half] = b * cos + a * sin;

@@ -1,10 +1,13 @@
 //! The CUDA side of the host: finding a device, loading the embedded PTX through `cust`, and
 //! launching the kernels of `kernels-gpu`. Every `cust` error is surfaced as [`Error::Cuda`].
 
+pub mod engine;
+pub mod kernels;
+
+pub use engine::CudaEngine;
+
 use cust::context::Context;
 use cust::device::Device;
-use cust::function::{BlockSize, GridSize};
-use cust::launch;
 use cust::memory::{CopyDestination, DeviceBuffer, DeviceCopy};
 use cust::module::Module;
 use cust::stream::{Stream, StreamFlags};
@@ -13,7 +16,7 @@ use crate::error::{Error, Result};
 
 include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 
-fn cuda<T>(what: &str, r: cust::error::CudaResult<T>) -> Result<T> {
+pub(crate) fn cuda<T>(what: &str, r: cust::error::CudaResult<T>) -> Result<T> {
     r.map_err(|e| Error::Cuda(format!("{what}: {e}")))
 }
 
@@ -51,15 +54,38 @@ impl Gpu {
         })?;
         let context = cuda("cuCtxCreate", Context::new(device))?;
         let module = cuda("loading the kernels' PTX", Module::from_ptx(ptx, &[]))?;
-        let stream = cuda("cuStreamCreate", Stream::new(StreamFlags::NON_BLOCKING, None))?;
+        // A blocking stream: it orders with the synchronous copies cust makes on the legacy stream.
+        let stream = cuda("cuStreamCreate", Stream::new(StreamFlags::DEFAULT, None))?;
         Ok(Gpu { name, arch, module, stream, _context: context })
     }
 
     pub fn upload<T: DeviceCopy>(&self, data: &[T]) -> Result<DeviceBuffer<T>> {
-        cuda("copying to the device", DeviceBuffer::from_slice(data))
+        let mut buf = self.alloc::<T>(data.len())?;
+        cuda("copying to the device", buf.copy_from(data))?;
+        Ok(buf)
     }
 
+    /// An uninitialised device buffer of `n` elements. Out of memory names the size and what is free.
+    pub fn alloc<T: DeviceCopy>(&self, n: usize) -> Result<DeviceBuffer<T>> {
+        // SAFETY: every buffer is written by a copy or a kernel before it is read.
+        unsafe { DeviceBuffer::uninitialized(n.max(1)) }.map_err(|e| {
+            let asked = n * std::mem::size_of::<T>();
+            match cust::memory::mem_get_info() {
+                Ok((free, total)) => Error::Cuda(format!(
+                    "allocating {:.1} MiB on {}: {e} ({:.1} MiB free of {:.1} MiB); try a smaller --ctx-size",
+                    asked as f64 / 1048576.0,
+                    self.name,
+                    free as f64 / 1048576.0,
+                    total as f64 / 1048576.0
+                )),
+                Err(_) => Error::Cuda(format!("allocating {:.1} MiB on {}: {e}", asked as f64 / 1048576.0, self.name)),
+            }
+        })
+    }
+
+    /// Waits for the stream, then copies the whole buffer back.
     pub fn download<T: DeviceCopy + Default + Clone>(&self, buf: &DeviceBuffer<T>) -> Result<Vec<T>> {
+        self.synchronize()?;
         let mut v = vec![T::default(); buf.len()];
         cuda("copying from the device", buf.copy_to(&mut v[..]))?;
         Ok(v)
@@ -67,30 +93,5 @@ impl Gpu {
 
     pub fn synchronize(&self) -> Result<()> {
         cuda("kernel execution", self.stream.synchronize())
-    }
-
-    /// `kernels-gpu/src/rmsnorm.rs`: `y[r] = rmsnorm(x[r]) · w` for `rows` rows of `n`.
-    pub fn rmsnorm(
-        &self,
-        y: &mut DeviceBuffer<f32>,
-        x: &DeviceBuffer<f32>,
-        w: &DeviceBuffer<u16>,
-        rows: usize,
-        n: usize,
-        eps: f32,
-    ) -> Result<()> {
-        if x.len() < rows * n || y.len() < rows * n || w.len() < n {
-            return Err(Error::Cuda(format!("rmsnorm: buffers too small for {rows}×{n}")));
-        }
-        let f = cuda("rmsnorm_f32_bf16", self.module.get_function("rmsnorm_f32_bf16"))?;
-        let stream = &self.stream;
-        unsafe {
-            cuda(
-                "launching rmsnorm_f32_bf16",
-                launch!(f<<<GridSize::x(rows as u32), BlockSize::x(256), 32 * 4, stream>>>(
-                    y.as_device_ptr(), x.as_device_ptr(), w.as_device_ptr(), n as u32, eps
-                )),
-            )
-        }
     }
 }

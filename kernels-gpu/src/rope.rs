@@ -1,0 +1,67 @@
+//! Rotary position embedding (NeoX "rotate half") fused with the KV-cache write.
+//!
+//! Math, for token `t` at position `p = pos0 + t` and each head vector `x` of `head_dim = d`:
+//! for `i < d/2`, `(x_i, x_{i+d/2}) ← (x_i·cos θ − x_{i+d/2}·sin θ, x_{i+d/2}·cos θ + x_i·sin θ)`
+//! with `θ = p · theta^(−2i/d)`; `cos`/`sin` come precomputed from the host as `[max_seq, d/2]`
+//! tables (the same f32 values the CPU engine uses). Query heads are rotated in place in `q`;
+//! key heads are rotated and written to the K cache, value heads copied to the V cache, both at
+//! `kv_cache_offset(layer, g, p)`.
+//!
+//! Layout: `q` `[tokens, heads·d]`, `k`/`v` `[tokens, kv_heads·d]` f32; caches as in `kv_layout.rs`.
+//! Launch: grid `(tokens, heads + kv_heads, 1)`, block `(64, 1, 1)` (threads stride over `d/2`).
+//! CPU twin: `host::cpu::ops::rope` and the cache copy in `CpuEngine::forward_tokens`.
+
+use crate::device::*;
+use crate::kv_layout::kv_cache_offset;
+
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn rope_kv_write(
+    q: *mut f32,
+    k: *const f32,
+    v: *const f32,
+    k_cache: *mut f32,
+    v_cache: *mut f32,
+    cos: *const f32,
+    sin: *const f32,
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    layer: u32,
+    max_seq: u32,
+    pos0: u32,
+) {
+    let t = block_x() as usize;
+    let hh = block_y();
+    let d = head_dim as usize;
+    let half = d / 2;
+    let pos = pos0 as usize + t;
+    let (cos, sin) = unsafe { (cos.add(pos * half), sin.add(pos * half)) };
+    let mut i = thread_x() as usize;
+    if hh < heads {
+        let x = unsafe { q.add((t * heads as usize + hh as usize) * d) };
+        while i < half {
+            unsafe {
+                let (a, b) = (*x.add(i), *x.add(i + half));
+                let (c, s) = (*cos.add(i), *sin.add(i));
+                *x.add(i) = a * c - b * s;
+                *x.add(i + half) = b * c + a * s;
+            }
+            i += block_dim_x() as usize;
+        }
+    } else {
+        let g = (hh - heads) as usize;
+        let src = (t * kv_heads as usize + g) * d;
+        let dst = kv_cache_offset(layer as usize, g, pos, kv_heads as usize, max_seq as usize, d);
+        while i < half {
+            unsafe {
+                let (a, b) = (*k.add(src + i), *k.add(src + i + half));
+                let (c, s) = (*cos.add(i), *sin.add(i));
+                *k_cache.add(dst + i) = a * c - b * s;
+                *k_cache.add(dst + i + half) = b * c + a * s;
+                *v_cache.add(dst + i) = *v.add(src + i);
+                *v_cache.add(dst + i + half) = *v.add(src + i + half);
+            }
+            i += block_dim_x() as usize;
+        }
+    }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Random full-size Qwen2.5 weights and Hugging Face transformers reference logits (GPU machine).
+
+For each shape named on the command line (0.5b, 1.5b, 7b) writes OUT/<shape>/: the model as a
+Hugging Face directory (bf16 safetensors), ref_ids.json (128 random token ids) and ref_logits.f32
+([128, vocab] little-endian f32): transformers' logits for those ids with the bf16 weights, the
+activations in float32 (TF32 off); and ref_logits_bf16.f32, transformers' all-bf16 run (bf16
+activations too), which is itself about 2e-2 away from the float32 one.
+
+    python3 scripts/gpu-check/ref_model.py /tmp/qwen-ref 0.5b 1.5b 7b
+"""
+import json
+import os
+import sys
+import time
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+SHAPES = {  # the published Qwen2.5 configs
+    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+}
+TOKENS = 128
+
+# The reference must be float32 arithmetic, not TF32.
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+torch.set_float32_matmul_precision("highest")
+
+out_root = sys.argv[1]
+for shape in sys.argv[2:]:
+    t0 = time.time()
+    cfg = Qwen2Config(**SHAPES[shape], max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                      hidden_act="silu", use_sliding_window=False)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = Qwen2ForCausalLM(cfg).to(torch.bfloat16).eval()
+    d = os.path.join(out_root, shape)
+    model.save_pretrained(d, safe_serialization=True, max_shard_size="20GB")
+    ids = torch.randint(0, cfg.vocab_size, (TOKENS,), generator=torch.Generator().manual_seed(1))
+    json.dump(ids.tolist(), open(os.path.join(d, "ref_ids.json"), "w"))
+    with torch.no_grad():
+        bf16 = model(ids[None].cuda()).logits[0].float()
+        model = model.float()  # the same bf16-valued weights, float32 arithmetic
+        ref = model(ids[None].cuda()).logits[0].float()
+    ref.cpu().numpy().astype("<f4").tofile(os.path.join(d, "ref_logits.f32"))
+    bf16.cpu().numpy().astype("<f4").tofile(os.path.join(d, "ref_logits_bf16.f32"))
+    rel = ((bf16 - ref).norm(dim=-1) / ref.norm(dim=-1)).max().item()
+    print(f"{shape}: written in {time.time() - t0:.0f} s; transformers all-bf16 vs f32 activations: worst rel L2 {rel:.2e}",
+          flush=True)
+    del model
+    torch.cuda.empty_cache()

@@ -1,0 +1,143 @@
+//! The whole CUDA engine: against Hugging Face transformers and against the CPU engine.
+//! Needs a CUDA GPU: run with `cargo test -- --include-ignored` there (scripts/gpu-check.sh does).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use qwen_rs::chat::{Message, render};
+use qwen_rs::cpu::CpuEngine;
+use qwen_rs::cuda::{CudaEngine, Gpu};
+use qwen_rs::engine::Engine;
+use qwen_rs::generate::generate;
+use qwen_rs::sampling::{Sampler, SamplingParams};
+
+fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    assert!(got.iter().all(|v| v.is_finite()), "non-finite logits");
+    let num: f64 = got.iter().zip(want).map(|(g, w)| (*g as f64 - *w as f64).powi(2)).sum();
+    let den: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+/// Logits at every position, teacher-forced one token at a time through the KV cache.
+fn stepwise(engine: &mut dyn Engine, ids: &[u32]) -> Vec<Vec<f32>> {
+    ids.iter().enumerate().map(|(p, &id)| engine.forward(&[id], p).unwrap()).collect()
+}
+
+fn tiny(model: &str, path: PathBuf) {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::fixture(model).join("hf_logits.json")).unwrap()).unwrap();
+    let ids: Vec<u32> = v["token_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    let want: Vec<Vec<f32>> = v["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .collect();
+    let (cfg, w) = qwen_rs::load_weights(&path).unwrap();
+    let mut gpu = CudaEngine::new(Gpu::open().expect("a CUDA device"), cfg.clone(), &w, 64).unwrap();
+    let mut worst = 0f64;
+    for (p, got) in stepwise(&mut gpu, &ids).iter().enumerate() {
+        let err = rel_l2(got, &want[p]);
+        worst = worst.max(err);
+        assert!(err <= 2e-2, "{model} position {p}: rel L2 {err:.2e}");
+    }
+    // The batched prefill path gives the same last-position logits.
+    let mut gpu2 = CudaEngine::new(Gpu::open().unwrap(), cfg, &w, 64).unwrap();
+    let last = gpu2.forward(&ids, 0).unwrap();
+    let err = rel_l2(&last, &want[ids.len() - 1]);
+    assert!(err <= 2e-2, "{model} prefill: rel L2 {err:.2e}");
+    println!("{}: worst rel L2 vs transformers {worst:.2e}, prefill {err:.2e}", path.display());
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn tiny_hd64_matches_transformers() {
+    tiny("tiny-hd64", common::fixture("tiny-hd64.gguf"));
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn tiny_hd128_matches_transformers() {
+    tiny("tiny-hd128", common::fixture("tiny-hd128"));
+}
+
+/// Random full-size weights written on the GPU machine by scripts/gpu-check/ref_model.py, with
+/// transformers' bf16 logits for a 128-token prompt: `$QWEN_RS_REF_DIR/<shape>/` holds the model,
+/// `ref_ids.json` and `ref_logits.f32` (`[tokens, vocab]` little-endian f32).
+fn full_size(shape: &str) {
+    let root = std::env::var("QWEN_RS_REF_DIR").expect("set QWEN_RS_REF_DIR (scripts/gpu-check.sh does)");
+    let dir = Path::new(&root).join(shape);
+    let ids: Vec<u32> = serde_json::from_str(&std::fs::read_to_string(dir.join("ref_ids.json")).unwrap()).unwrap();
+    let read = |name: &str| -> Vec<f32> {
+        let raw = std::fs::read(dir.join(name)).unwrap();
+        raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    };
+    let (all, all_bf16) = (read("ref_logits.f32"), read("ref_logits_bf16.f32"));
+    let (cfg, w) = qwen_rs::load_weights(&dir).unwrap();
+    let vocab = cfg.vocab_size;
+    assert_eq!(all.len(), ids.len() * vocab);
+    let mut gpu = CudaEngine::new(Gpu::open().expect("a CUDA device"), cfg, &w, ids.len() + 8).unwrap();
+    drop(w);
+    let (mut worst, mut worst_bf16) = ((0f64, 0), 0f64);
+    for (p, got) in stepwise(&mut gpu, &ids).iter().enumerate() {
+        let err = rel_l2(got, &all[p * vocab..(p + 1) * vocab]);
+        if err > worst.0 {
+            worst = (err, p);
+        }
+        worst_bf16 = worst_bf16.max(rel_l2(got, &all_bf16[p * vocab..(p + 1) * vocab]));
+    }
+    println!(
+        "{shape}: {} positions, worst rel L2 vs transformers (bf16 weights, f32 activations) {:.2e} at position {}; \
+         vs transformers all-bf16 {worst_bf16:.2e}",
+        ids.len(),
+        worst.0,
+        worst.1
+    );
+    assert!(worst.0 <= 2e-2, "{shape}: rel L2 {:.2e} at position {}", worst.0, worst.1);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn full_size_0_5b_matches_transformers() {
+    full_size("0.5b");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn full_size_1_5b_matches_transformers() {
+    full_size("1.5b");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn full_size_7b_matches_transformers() {
+    full_size("7b");
+}
+
+/// The real model: the first 16 greedy tokens of the haiku prompts are the CPU engine's.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn real_model_greedy_tokens_match_cpu() {
+    let loaded = qwen_rs::load(&common::real_model()).unwrap();
+    let mut gpu =
+        CudaEngine::new(Gpu::open().expect("a CUDA device"), loaded.config.clone(), &loaded.weights, 256).unwrap();
+    let mut cpu = CpuEngine::new(loaded.config.clone(), loaded.weights.clone(), 256);
+    for word in ["seven", "twenty-one", "forty-two", "fifty-nine"] {
+        let prompt = format!("Write a haiku about GPU computing that includes the word \"{word}\".");
+        let text = render(loaded.tokenizer.chat_template.as_deref(), &[Message::new("user", &prompt)]).unwrap();
+        let ids = loaded.tokenizer.encode(&text).unwrap();
+        let run = |e: &mut dyn Engine| {
+            let mut s = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }).unwrap();
+            generate(e, &loaded.tokenizer, &ids, 16, &mut s, |_| Ok(())).unwrap().0
+        };
+        let (g, c) = (run(&mut gpu), run(&mut cpu));
+        println!(
+            "{word}: gpu {:?}\n      cpu {:?}",
+            loaded.tokenizer.decode(&g).unwrap(),
+            loaded.tokenizer.decode(&c).unwrap()
+        );
+        assert_eq!(g, c, "first 16 greedy tokens differ for {word}");
+    }
+}
