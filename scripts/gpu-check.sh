@@ -37,6 +37,7 @@ run() { # name, command...
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$LOG"
 run "reference models ($SHAPES)" python3 scripts/gpu-check/ref_model.py "$REF" $SHAPES
+for s in $SHAPES; do echo "$s config.json: $(tr -d ' \n' < "$REF/$s/config.json")" >>"$LOG"; done
 run "kernels vs CPU twins" "$BIN/gpu_kernels" --include-ignored --nocapture --test-threads 1
 run "memcheck: kernel tests" compute-sanitizer --tool memcheck --error-exitcode 1 "$BIN/gpu_kernels" --include-ignored --test-threads 1
 run "racecheck: kernel tests" compute-sanitizer --tool racecheck --error-exitcode 1 "$BIN/gpu_kernels" --include-ignored --test-threads 1
@@ -47,12 +48,12 @@ done
 if "$BIN/qwen-rs" --help >/dev/null && [ -n "$(ls "${QWEN_RS_CACHE_DIR:-$HOME/.cache/qwen-rs}"/*.gguf 2>/dev/null)" ]; then
     run "real model: greedy tokens equal CPU's" "$BIN/gpu_engine" --include-ignored --nocapture real_model
     prompt='Write a haiku about GPU computing'
-    run "memcheck: real model, prefill + 32 decode" compute-sanitizer --tool memcheck --error-exitcode 1 "$BIN/qwen-rs" --temperature 0 -n 32 "$prompt"
-    run "racecheck: real model, prefill + 32 decode" compute-sanitizer --tool racecheck --error-exitcode 1 "$BIN/qwen-rs" --temperature 0 -n 32 "$prompt"
+    run "memcheck: real model, prefill + 32 decode" compute-sanitizer --tool memcheck --error-exitcode 1 "$BIN/qwen-rs" --temperature 0 -n 33 --ignore-eos "$prompt"
+    run "racecheck: real model, prefill + 32 decode" compute-sanitizer --tool racecheck --error-exitcode 1 "$BIN/qwen-rs" --temperature 0 -n 33 --ignore-eos "$prompt"
     run "haiku on the GPU" "$BIN/qwen-rs" --temperature 0 "$prompt"
 else
     row "real model checks" "skipped: no cached model"
 fi
 echo
 printf '%s\n' "${rows[@]}"
-grep -E "rel L2|tok/s|qwen-rs: |^(seven|twenty|forty|fifty)" "$LOG" | tail -40
+grep -E "rel L2|tok/s|SUMMARY|config.json|^(seven|twenty|forty|fifty)|^ +cpu" "$LOG" | tail -50

@@ -5,42 +5,11 @@
 
 mod common;
 
+use common::minute_word;
 use qwen_rs::chat::{Message, render};
 use qwen_rs::cpu::CpuEngine;
 use qwen_rs::generate::generate;
 use qwen_rs::sampling::{Sampler, SamplingParams};
-
-/// English words for 0..=59, tens and units joined by a hyphen ("forty-two").
-fn minute_word(m: u32) -> String {
-    const ONES: [&str; 20] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 6] = ["", "", "twenty", "thirty", "forty", "fifty"];
-    match m {
-        0..=19 => ONES[m as usize].to_string(),
-        _ if m % 10 == 0 => TENS[(m / 10) as usize].to_string(),
-        _ => format!("{}-{}", TENS[(m / 10) as usize], ONES[(m % 10) as usize]),
-    }
-}
 
 #[test]
 fn minute_words() {
@@ -53,34 +22,9 @@ fn minute_words() {
 
 #[test]
 fn haiku_contains_the_word_for_the_current_minute() {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let word = minute_word(((secs / 60) % 60) as u32);
     let loaded = qwen_rs::load(&common::real_model()).unwrap();
-    let prompt = format!("Write a haiku about GPU computing that includes the word \"{word}\".");
-    let text = render(loaded.tokenizer.chat_template.as_deref(), &[Message::new("user", &prompt)]).unwrap();
-    let ids = loaded.tokenizer.encode(&text).unwrap();
-    let mut engine = CpuEngine::new(loaded.config.clone(), loaded.weights, 512);
-
-    let mut attempts = vec![SamplingParams { temperature: 0.0, ..Default::default() }];
-    for seed in 1..=8 {
-        attempts.push(SamplingParams { temperature: 0.7, top_k: 0, top_p: 0.9, seed, ..Default::default() });
-    }
-    for (i, params) in attempts.into_iter().enumerate() {
-        let mut sampler = Sampler::new(params.clone()).unwrap();
-        let (out, _) = generate(&mut engine, &loaded.tokenizer, &ids, 80, &mut sampler, |_| Ok(())).unwrap();
-        let haiku = loaded.tokenizer.decode(&out).unwrap();
-        let hit = haiku.to_lowercase().contains(&word);
-        println!(
-            "attempt {i} (temperature {}, seed {}): {}\n{haiku}\n",
-            params.temperature,
-            params.seed,
-            if hit { "contains" } else { "lacks" }
-        );
-        if hit {
-            return;
-        }
-    }
-    panic!("no attempt included \"{word}\"");
+    let mut engine = CpuEngine::new(loaded.config.clone(), loaded.weights.clone(), 512);
+    common::haiku_test(&mut engine, &loaded.tokenizer);
 }
 
 /// Greedy haiku for every minute word: how many include their word. The reference float32

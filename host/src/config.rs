@@ -40,8 +40,13 @@ struct HfConfig {
     max_position_embeddings: usize,
     #[serde(default = "default_eps")]
     rms_norm_eps: f32,
-    #[serde(default = "default_theta")]
-    rope_theta: f32,
+    /// transformers 4.x writes `rope_theta` (and `rope_scaling`) at the top level …
+    rope_theta: Option<f32>,
+    #[serde(default)]
+    rope_scaling: Option<serde_json::Value>,
+    /// … transformers 5.x writes `rope_parameters: {rope_type, rope_theta, …}` instead.
+    #[serde(default)]
+    rope_parameters: Option<serde_json::Value>,
     #[serde(default)]
     tie_word_embeddings: bool,
 }
@@ -70,6 +75,22 @@ impl Config {
             ));
         }
         let heads = c.num_attention_heads;
+        let params = c.rope_parameters.as_ref().filter(|v| !v.is_null());
+        for scaling in [c.rope_scaling.as_ref(), params].into_iter().flatten().filter(|v| !v.is_null()) {
+            let ty =
+                scaling.get("rope_type").or_else(|| scaling.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
+            if ty != "default" {
+                return Err(Error::invalid(
+                    path,
+                    format!("rope type `{ty}` is not supported (only the default rotary embedding is)"),
+                ));
+            }
+        }
+        let rope_theta = match (c.rope_theta, params.and_then(|p| p.get("rope_theta")).and_then(|t| t.as_f64())) {
+            (Some(t), _) => t,
+            (None, Some(t)) => t as f32,
+            (None, None) => default_theta(),
+        };
         let cfg = Config {
             hidden_size: c.hidden_size,
             intermediate_size: c.intermediate_size,
@@ -80,7 +101,7 @@ impl Config {
             vocab_size: c.vocab_size,
             max_position_embeddings: c.max_position_embeddings,
             rms_norm_eps: c.rms_norm_eps,
-            rope_theta: c.rope_theta,
+            rope_theta,
             tie_word_embeddings: c.tie_word_embeddings,
         };
         cfg.validate(path)?;
@@ -178,5 +199,43 @@ impl Config {
     }
     pub fn kv_dim(&self) -> usize {
         self.num_key_value_heads * self.head_dim
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#""model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+        "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936"#;
+
+    fn parse(extra: &str) -> Result<Config> {
+        Config::from_hf_json(Path::new("config.json"), &format!("{{{BASE}{extra}}}"))
+    }
+
+    #[test]
+    fn rope_theta_from_either_layout() {
+        assert_eq!(parse(r#", "rope_theta": 10000.0"#).unwrap().rope_theta, 10000.0);
+        let v5 = r#", "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0}"#;
+        assert_eq!(parse(v5).unwrap().rope_theta, 5000.0);
+        assert_eq!(parse("").unwrap().rope_theta, 1_000_000.0);
+        assert_eq!(parse("").unwrap().head_dim, 64);
+    }
+
+    #[test]
+    fn unsupported_rope_scaling_is_refused() {
+        let yarn = r#", "rope_scaling": {"type": "yarn", "factor": 4.0}"#;
+        assert!(parse(yarn).unwrap_err().to_string().contains("yarn"));
+        assert!(parse(r#", "rope_scaling": null"#).is_ok());
+    }
+
+    #[test]
+    fn bad_dimensions_are_refused() {
+        let e = Config::from_hf_json(
+            Path::new("c.json"),
+            &format!("{{{}}}", BASE.replace("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3")),
+        );
+        assert!(e.unwrap_err().to_string().contains("not a multiple"));
+        assert!(parse(r#", "model_type": "llama""#).is_err());
     }
 }

@@ -77,6 +77,9 @@ struct RunArgs {
     seed: Option<u64>,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// Keep generating past the end-of-turn token (for benchmarks and checks), up to --max-tokens.
+    #[arg(long)]
+    ignore_eos: bool,
 }
 
 fn main() {
@@ -182,8 +185,12 @@ fn run(args: RunArgs) -> Result<()> {
     let load_s = t_load.elapsed().as_secs_f64();
 
     let mut sampler = Sampler::new(params)?;
+    let mut tokenizer = loaded.tokenizer;
+    if args.ignore_eos {
+        tokenizer.eos_ids.clear();
+    }
     let mut stdout = std::io::stdout().lock();
-    let (_, stats) = generate(engine.as_mut(), &loaded.tokenizer, &ids, args.max_tokens, &mut sampler, |piece| {
+    let (_, stats) = generate(engine.as_mut(), &tokenizer, &ids, args.max_tokens, &mut sampler, |piece| {
         stdout
             .write_all(piece.as_bytes())
             .and_then(|_| stdout.flush())

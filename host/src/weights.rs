@@ -57,6 +57,34 @@ impl Weights {
         self.lm_head.as_ref().unwrap_or(&self.model.embed_tokens)
     }
 
+    /// Every tensor rounded to bf16 and back: the model exactly as the CUDA engine holds it, so the
+    /// CPU engine can serve as its twin on the same numbers.
+    pub fn rounded_to_bf16(&self) -> Self {
+        let mut w = self.clone();
+        let round = |t: &mut Tensor| t.data.iter_mut().for_each(|v| *v = half::bf16::from_f32(*v).to_f32());
+        round(&mut w.model.embed_tokens);
+        round(&mut w.model.norm);
+        if let Some(h) = &mut w.lm_head {
+            round(h);
+        }
+        for l in &mut w.model.layers {
+            round(&mut l.input_layernorm);
+            round(&mut l.post_attention_layernorm);
+            for lin in [
+                &mut l.self_attn.q_proj,
+                &mut l.self_attn.k_proj,
+                &mut l.self_attn.v_proj,
+                &mut l.self_attn.o_proj,
+                &mut l.mlp.gate_proj,
+                &mut l.mlp.up_proj,
+                &mut l.mlp.down_proj,
+            ] {
+                round(&mut lin.weight); // biases stay f32 on the GPU too
+            }
+        }
+        w
+    }
+
     pub fn load(ck: &Checkpoint, cfg: &Config) -> Result<Self> {
         let required = |name: &str, shape: &[usize]| -> Result<Tensor> {
             ck.tensor(name, shape)?.ok_or_else(|| Error::invalid(ck.path(), format!("tensor `{name}` is missing")))

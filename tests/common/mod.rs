@@ -99,3 +99,68 @@ impl Default for GgufBuilder {
         Self::new()
     }
 }
+
+/// English words for 0..=59, tens and units joined by a hyphen ("forty-two").
+pub fn minute_word(m: u32) -> String {
+    const ONES: [&str; 20] = [
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+    ];
+    const TENS: [&str; 6] = ["", "", "twenty", "thirty", "forty", "fifty"];
+    match m {
+        0..=19 => ONES[m as usize].to_string(),
+        _ if m % 10 == 0 => TENS[(m / 10) as usize].to_string(),
+        _ => format!("{}-{}", TENS[(m / 10) as usize], ONES[(m % 10) as usize]),
+    }
+}
+
+/// The haiku test: the model, through its chat template, must write a haiku about GPU computing
+/// that contains the English word for the current minute. Greedy first; if the word is missing,
+/// up to 8 seeded samples (temperature 0.7, top-p 0.9). Every attempt is printed.
+pub fn haiku_test(engine: &mut dyn qwen_rs::engine::Engine, tok: &qwen_rs::tokenizer::Tokenizer) {
+    use qwen_rs::sampling::{Sampler, SamplingParams};
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let word = minute_word(((secs / 60) % 60) as u32);
+    let prompt = format!("Write a haiku about GPU computing that includes the word \"{word}\".");
+    let text =
+        qwen_rs::chat::render(tok.chat_template.as_deref(), &[qwen_rs::chat::Message::new("user", &prompt)]).unwrap();
+    let ids = tok.encode(&text).unwrap();
+    let mut attempts = vec![SamplingParams { temperature: 0.0, ..Default::default() }];
+    for seed in 1..=8 {
+        attempts.push(SamplingParams { temperature: 0.7, top_k: 0, top_p: 0.9, seed, ..Default::default() });
+    }
+    for (i, params) in attempts.into_iter().enumerate() {
+        let mut sampler = Sampler::new(params.clone()).unwrap();
+        let (out, _) = qwen_rs::generate::generate(engine, tok, &ids, 80, &mut sampler, |_| Ok(())).unwrap();
+        let haiku = tok.decode(&out).unwrap();
+        let hit = haiku.to_lowercase().contains(&word);
+        println!(
+            "attempt {i} (temperature {}, seed {}): {}\n{haiku}\n",
+            params.temperature,
+            params.seed,
+            if hit { "contains" } else { "lacks" }
+        );
+        if hit {
+            return;
+        }
+    }
+    panic!("no attempt included \"{word}\"");
+}
