@@ -78,10 +78,19 @@ fn full_size(shape: &str) {
     let (cfg, w) = qwen_rs::load_weights(&dir).unwrap();
     let vocab = cfg.vocab_size;
     assert_eq!(all.len(), ids.len() * vocab);
-    let mut gpu = CudaEngine::new(Gpu::open().expect("a CUDA device"), cfg, &w, ids.len() + 8).unwrap();
+    let mut gpu = CudaEngine::new(Gpu::open().expect("a CUDA device"), cfg.clone(), &w, ids.len() + 8).unwrap();
+    // The CPU twin on the same (bf16-valued) weights, for the smallest shape: tells a GPU fault from
+    // a difference the reference itself shows.
+    let cpu_all =
+        (shape == "0.5b").then(|| CpuEngine::new(cfg, w.clone(), ids.len()).forward_tokens(&ids, 0, true).unwrap());
     drop(w);
-    let (mut worst, mut worst_bf16) = ((0f64, 0), 0f64);
+    let (mut worst, mut worst_bf16, mut cpu_ref, mut cpu_gpu) = ((0f64, 0), 0f64, 0f64, 0f64);
     for (p, got) in stepwise(&mut gpu, &ids).iter().enumerate() {
+        if let Some(c) = &cpu_all {
+            let c = &c[p * vocab..(p + 1) * vocab];
+            cpu_ref = cpu_ref.max(rel_l2(c, &all[p * vocab..(p + 1) * vocab]));
+            cpu_gpu = cpu_gpu.max(rel_l2(got, c));
+        }
         let err = rel_l2(got, &all[p * vocab..(p + 1) * vocab]);
         if err > worst.0 {
             worst = (err, p);
@@ -89,12 +98,15 @@ fn full_size(shape: &str) {
         worst_bf16 = worst_bf16.max(rel_l2(got, &all_bf16[p * vocab..(p + 1) * vocab]));
     }
     println!(
-        "{shape}: {} positions, worst rel L2 vs transformers (bf16 weights, f32 activations) {:.2e} at position {}; \
+        "{shape}: {} positions, worst rel L2 vs the reference {:.2e} at position {}; \
          vs transformers all-bf16 {worst_bf16:.2e}",
         ids.len(),
         worst.0,
         worst.1
     );
+    if cpu_all.is_some() {
+        println!("{shape}: CPU engine vs reference {cpu_ref:.2e}; GPU vs CPU engine {cpu_gpu:.2e}");
+    }
     assert!(worst.0 <= 2e-2, "{shape}: rel L2 {:.2e} at position {}", worst.0, worst.1);
 }
 
