@@ -137,3 +137,24 @@ fn non_utf8_prompt_on_stdin() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("not valid UTF-8"), "{stderr}");
 }
+
+/// No cached default model and no way to download it: one error that says how to get it, and no
+/// partial file left behind.
+#[test]
+fn offline_without_a_cached_model() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_qwen-rs"))
+        .arg("hi")
+        .env("QWEN_RS_CACHE_DIR", cache.path())
+        .env("QWEN_RS_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stderr}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stderr.contains("panicked"));
+    assert!(stderr.contains("qwen-rs fetch") && stderr.contains("--model"), "{stderr}");
+    let leftovers: Vec<_> =
+        std::fs::read_dir(cache.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().is_file()).collect();
+    assert!(leftovers.is_empty(), "files left in the cache: {leftovers:?}");
+}

@@ -116,3 +116,33 @@ fn bf16_safetensors_loads() {
     }
     assert!(w16.lm_head.is_some(), "tiny-hd64 has its own lm_head");
 }
+
+/// A checkpoint split into shards with `model.safetensors.index.json` loads to the same weights.
+#[test]
+fn sharded_safetensors_load() {
+    use safetensors::tensor::TensorView;
+    let src = fixture("tiny-hd64");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (shard, part) in [("model-00001-of-00002.safetensors", a), ("model-00002-of-00002.safetensors", b)] {
+        let views: Vec<(String, TensorView)> = part.iter().map(|n| (n.clone(), st.tensor(n).unwrap())).collect();
+        safetensors::serialize_to_file(views, None, &dir.path().join(shard)).unwrap();
+        for n in part {
+            weight_map.insert(n.clone(), serde_json::json!(shard));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let (_, whole) = qwen_rs::load_weights(&src).unwrap();
+    let (_, sharded) = qwen_rs::load_weights(dir.path()).unwrap();
+    assert_eq!(whole.model.layers[1].self_attn.v_proj.bias, sharded.model.layers[1].self_attn.v_proj.bias);
+    assert_eq!(whole.lm_head, sharded.lm_head);
+    assert_eq!(whole.model.embed_tokens, sharded.model.embed_tokens);
+    check(dir.path().to_path_buf(), "tiny-hd64");
+}

@@ -118,3 +118,69 @@ impl Sampler {
         cand[keep - 1].0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits(n: usize, salt: u32) -> Vec<f32> {
+        (0..n as u32).map(|i| ((i.wrapping_mul(2654435761).wrapping_add(salt)) % 1000) as f32 / 100.0).collect()
+    }
+
+    fn run(params: SamplingParams) -> Vec<u32> {
+        let mut s = Sampler::new(params).unwrap();
+        let mut history = Vec::new();
+        for step in 0..50 {
+            let t = s.sample(&mut logits(1000, step), &history);
+            history.push(t);
+        }
+        history
+    }
+
+    #[test]
+    fn same_seed_same_tokens_other_seed_other_tokens() {
+        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 42, ..Default::default() };
+        assert_eq!(run(p.clone()), run(p.clone()));
+        assert_ne!(run(p.clone()), run(SamplingParams { seed: 43, ..p }));
+    }
+
+    #[test]
+    fn greedy_is_the_argmax() {
+        let mut s = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }).unwrap();
+        let mut l = vec![0.0, 3.0, 1.0, 3.0];
+        assert_eq!(s.sample(&mut l, &[]), 1);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_and_top_p_keeps_the_head() {
+        let l = logits(1000, 7);
+        let best = argmax(&l) as u32;
+        for seed in 0..20 {
+            let mut s =
+                Sampler::new(SamplingParams { temperature: 1.0, top_k: 1, seed, ..Default::default() }).unwrap();
+            assert_eq!(s.sample(&mut l.clone(), &[]), best);
+            // A tiny nucleus holds only the most likely token.
+            let mut s =
+                Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1e-6, seed, ..Default::default() })
+                    .unwrap();
+            assert_eq!(s.sample(&mut l.clone(), &[]), best);
+        }
+    }
+
+    #[test]
+    fn repeat_penalty_pushes_seen_tokens_down() {
+        let mut s =
+            Sampler::new(SamplingParams { temperature: 0.0, repeat_penalty: 2.0, ..Default::default() }).unwrap();
+        let mut l = vec![1.0, 3.0, 2.0];
+        assert_eq!(s.sample(&mut l, &[1]), 2); // 3.0 / 2 = 1.5 < 2.0
+        assert_eq!(l, vec![1.0, 1.5, 2.0]);
+    }
+
+    #[test]
+    fn bad_parameters_name_their_flag() {
+        let e = SamplingParams { top_p: 1.5, ..Default::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("--top-p 1.5"));
+        let e = SamplingParams { temperature: f32::NAN, ..Default::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("--temperature"));
+    }
+}
