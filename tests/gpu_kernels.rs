@@ -166,6 +166,7 @@ fn rope_kv_write_matches_cpu() {
         let (dq, dk, dv) = (gpu.upload(&q).unwrap(), gpu.upload(&k).unwrap(), gpu.upload(&v).unwrap());
         let (kc, vc) = (poisoned(&gpu, kv.len()), poisoned(&gpu, kv.len()));
         let (dcos, dsin) = (gpu.upload(&cos).unwrap(), gpu.upload(&sin).unwrap());
+        let dpos = gpu.upload(&[pos0 as u32]).unwrap();
         gpu.rope_kv_write(
             dq.as_device_ptr(),
             dk.as_device_ptr(),
@@ -177,7 +178,7 @@ fn rope_kv_write_matches_cpu() {
             &kv,
             heads,
             layer,
-            pos0,
+            dpos.as_device_ptr(),
             tokens,
         )
         .unwrap();
@@ -214,6 +215,7 @@ fn attention_matches_cpu() {
         }
         let (dq, dk, dv) = (gpu.upload(&q).unwrap(), gpu.upload(&kc).unwrap(), gpu.upload(&vc).unwrap());
         let out = poisoned(&gpu, tokens * heads * hd);
+        let dpos = gpu.upload(&[pos0 as u32]).unwrap();
         gpu.attention(
             out.as_device_ptr(),
             dq.as_device_ptr(),
@@ -222,7 +224,7 @@ fn attention_matches_cpu() {
             &kv,
             heads,
             layer,
-            pos0,
+            dpos.as_device_ptr(),
             tokens,
         )
         .unwrap();

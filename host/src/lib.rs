@@ -2,6 +2,7 @@
 //! the CPU reference engine, sampling, and the CUDA side that launches the Rust-written kernels
 //! of `kernels-gpu` — lives in this crate; the `qwen-rs` binary (`main.rs`) is its command line.
 
+pub mod bench;
 pub mod chat;
 pub mod checkpoint;
 pub mod config;

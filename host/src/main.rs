@@ -31,6 +31,15 @@ enum Command {
     Fetch,
     /// Write the embedded PTX (one file per architecture) into DIR, e.g. to check it with ptxas.
     Ptx { dir: PathBuf },
+    /// Measure the CUDA engine (JSON on stdout, a table on stderr).
+    Bench {
+        /// Random weights of this Qwen2.5 shape: 0.5b, 1.5b, 3b or 7b.
+        #[arg(long, default_value = "0.5b")]
+        shape: String,
+        /// A real model instead (.gguf or Hugging Face directory).
+        #[arg(long, short)]
+        model: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +96,9 @@ fn main() {
     let result = match cli.command {
         Some(Command::Fetch) => fetch::fetch().map(|_| ()),
         Some(Command::Ptx { dir }) => write_ptx(&dir),
+        Some(Command::Bench { shape, model }) => qwen_rs::bench::run(&shape, model.as_deref())
+            .map_err(anyhow::Error::from)
+            .and_then(|report| Ok(println!("{}", serde_json::to_string_pretty(&report)?))),
         None => run(cli.run),
     };
     if let Err(e) = result {

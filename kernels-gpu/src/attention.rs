@@ -1,7 +1,7 @@
 //! Causal grouped-query attention over the KV cache, for one or many query rows (decode and
 //! prefill alike).
 //!
-//! Math: for query token `t` at position `p = pos0 + t` and head `h` (KV head `g = h / (heads /
+//! Math: for query token `t` at position `p = pos0 + t` (`pos0` read from device memory) and head `h` (KV head `g = h / (heads /
 //! kv_heads)`): `out[t, h] = Σ_{s ≤ p} softmax_s(q[t, h] · K[g, s] / √d) · V[g, s]`.
 //! Computed with an online (streaming) softmax, so no score row is stored: each warp keeps a
 //! running maximum `m`, normaliser `l` and output accumulator over the positions it visits, and the
@@ -30,14 +30,17 @@ pub unsafe extern "ptx-kernel" fn attention_f32(
     head_dim: u32,
     layer: u32,
     max_seq: u32,
-    pos0: u32,
+    pos0: *const u32,
 ) {
     let h = block_x() as usize;
     let t = block_y() as usize;
     let d = head_dim as usize;
     let per_lane = d / 32;
     let g = h / (heads / kv_heads) as usize;
-    let p = pos0 as usize + t;
+    let p = unsafe { *pos0 } as usize + t;
+    if p >= max_seq as usize {
+        return; // the host checks this; never read past the cache
+    }
     let (lane, warp) = (lane() as usize, warp_id() as usize);
     let scale = 1.0 / sqrt(d as f32);
 

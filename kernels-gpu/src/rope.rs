@@ -1,6 +1,7 @@
 //! Rotary position embedding (NeoX "rotate half") fused with the KV-cache write.
 //!
-//! Math, for token `t` at position `p = pos0 + t` and each head vector `x` of `head_dim = d`:
+//! Math, for token `t` at position `p = pos0 + t` and each head vector `x` of `head_dim = d`
+//! (`pos0` is read from device memory, so a captured CUDA graph can replay the step at any position):
 //! for `i < d/2`, `(x_i, x_{i+d/2}) ← (x_i·cos θ − x_{i+d/2}·sin θ, x_{i+d/2}·cos θ + x_i·sin θ)`
 //! with `θ = p · theta^(−2i/d)`; `cos`/`sin` come precomputed from the host as `[max_seq, d/2]`
 //! tables (the same f32 values the CPU engine uses). Query heads are rotated in place in `q`;
@@ -28,13 +29,16 @@ pub unsafe extern "ptx-kernel" fn rope_kv_write(
     head_dim: u32,
     layer: u32,
     max_seq: u32,
-    pos0: u32,
+    pos0: *const u32,
 ) {
     let t = block_x() as usize;
     let hh = block_y();
     let d = head_dim as usize;
     let half = d / 2;
-    let pos = pos0 as usize + t;
+    let pos = unsafe { *pos0 } as usize + t;
+    if pos >= max_seq as usize {
+        return; // the host checks this; never index past the tables and the cache
+    }
     let (cos, sin) = unsafe { (cos.add(pos * half), sin.add(pos * half)) };
     let mut i = thread_x() as usize;
     if hh < heads {

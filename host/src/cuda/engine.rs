@@ -3,10 +3,16 @@
 //! Everything is allocated once in [`CudaEngine::new`]: the weights (bf16; GGUF weights were
 //! dequantised at load), the KV cache for the whole context, the RoPE tables, and one scratch
 //! buffer per activation (llama2.c's `RunState`), sized for a chunk of [`CHUNK`] prompt tokens.
-//! A forward pass allocates nothing; it copies the token ids in and either the logits or, for
-//! greedy decoding, one token id out. No output buffer is ever an input of the same kernel.
+//! A forward pass allocates nothing; it copies the start position and the token ids in (one copy)
+//! and either the logits or, for greedy decoding, one token id out. No output buffer is ever an
+//! input of the same kernel.
+//!
+//! The kernels read the position from device memory, so the one-token decode step is captured
+//! once into a CUDA graph (on its first use) and replayed for every later token: one launch per
+//! token instead of ~12 per layer.
 
 use cust::memory::{CopyDestination, DeviceBuffer, DevicePointer};
+use cust::sys as cu;
 use half::bf16;
 
 use super::Gpu;
@@ -51,7 +57,8 @@ struct RunState {
     gate: DeviceBuffer<f32>,
     up: DeviceBuffer<f32>,
     hb: DeviceBuffer<f32>,
-    ids: DeviceBuffer<u32>,
+    /// `[pos0, id_0, id_1, …]`: the chunk's start position and token ids, copied in together.
+    io: DeviceBuffer<u32>,
     logits: DeviceBuffer<f32>,
     next: DeviceBuffer<u32>,
 }
@@ -70,10 +77,33 @@ pub struct CudaEngine {
     rope_cos: DeviceBuffer<f32>,
     rope_sin: DeviceBuffer<f32>,
     s: RunState,
+    /// The captured one-token decode step, once it has run.
+    decode_graph: Option<Graph>,
+    use_graph: bool,
+}
+
+/// An instantiated CUDA graph (driver API through `cust::sys`; cust 0.3 has no safe wrapper).
+struct Graph {
+    graph: cu::CUgraph,
+    exec: cu::CUgraphExec,
+}
+
+impl Drop for Graph {
+    fn drop(&mut self) {
+        unsafe {
+            cu::cuGraphExecDestroy(self.exec);
+            cu::cuGraphDestroy(self.graph);
+        }
+    }
+}
+
+fn check(what: &str, r: cu::CUresult) -> Result<()> {
+    if r == cu::CUresult::CUDA_SUCCESS { Ok(()) } else { Err(Error::Cuda(format!("{what}: {r:?}"))) }
 }
 
 fn to_bf16(x: &[f32]) -> Vec<u16> {
-    x.iter().map(|&v| bf16::from_f32(v).to_bits()).collect()
+    use rayon::prelude::*;
+    x.par_iter().map(|&v| bf16::from_f32(v).to_bits()).collect()
 }
 
 fn null<T: cust::memory::DeviceCopy>() -> Ptr<T> {
@@ -131,7 +161,7 @@ impl CudaEngine {
             gate: gpu.alloc(CHUNK * cfg.intermediate_size)?,
             up: gpu.alloc(CHUNK * cfg.intermediate_size)?,
             hb: gpu.alloc(CHUNK * cfg.intermediate_size)?,
-            ids: gpu.alloc(CHUNK)?,
+            io: gpu.alloc(CHUNK + 1)?,
             logits: gpu.alloc(cfg.vocab_size)?,
             next: gpu.alloc(1)?,
         };
@@ -148,6 +178,8 @@ impl CudaEngine {
             kv,
             cfg,
             gpu,
+            decode_graph: None,
+            use_graph: std::env::var_os("QWEN_RS_NO_CUDA_GRAPH").is_none(),
         };
         engine.gpu.synchronize()?;
         Ok(engine)
@@ -155,6 +187,11 @@ impl CudaEngine {
 
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// Turns the captured decode graph on or off (`QWEN_RS_NO_CUDA_GRAPH` set turns it off at start).
+    pub fn set_use_graph(&mut self, on: bool) {
+        self.use_graph = on;
     }
 
     /// Runs `tokens` at `start..`, leaving the last token's logits in `s.logits` (on the device).
@@ -182,18 +219,54 @@ impl CudaEngine {
     }
 
     fn run_chunk(&mut self, tokens: &[u32], pos0: usize) -> Result<()> {
-        let (g, cfg, s, kv) = (&self.gpu, &self.cfg, &mut self.s, &self.kv);
         let t = tokens.len();
+        let mut io = Vec::with_capacity(t + 1);
+        io.push(pos0 as u32);
+        io.extend_from_slice(tokens);
+        super::cuda("copying the position and token ids", self.s.io.index(..t + 1).copy_from(&io[..]))?;
+        if t > 1 || !self.use_graph {
+            return self.launch_step(t);
+        }
+        if self.decode_graph.is_none() {
+            self.decode_graph = Some(self.capture_decode_step()?);
+        }
+        let exec = self.decode_graph.as_ref().map(|g| g.exec).unwrap_or(std::ptr::null_mut());
+        check("cuGraphLaunch", unsafe { cu::cuGraphLaunch(exec, self.gpu.stream.as_inner()) })
+    }
+
+    /// Records the launches of a one-token step into a graph and instantiates it.
+    fn capture_decode_step(&self) -> Result<Graph> {
+        let stream = self.gpu.stream.as_inner();
+        let mode = cu::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
+        check("cuStreamBeginCapture", unsafe { cu::cuStreamBeginCapture_v2(stream, mode) })?;
+        let launched = self.launch_step(1);
+        let mut graph: cu::CUgraph = std::ptr::null_mut();
+        let ended = check("cuStreamEndCapture", unsafe { cu::cuStreamEndCapture(stream, &mut graph) });
+        launched?;
+        ended?;
+        let mut exec: cu::CUgraphExec = std::ptr::null_mut();
+        if let Err(e) = check("cuGraphInstantiate", unsafe { cu::cuGraphInstantiateWithFlags(&mut exec, graph, 0) }) {
+            unsafe { cu::cuGraphDestroy(graph) };
+            return Err(e);
+        }
+        Ok(Graph { graph, exec })
+    }
+
+    /// The kernel launches of one forward pass over `t` tokens whose start position and ids are
+    /// already in `s.io`. Only launches: it can be captured into a graph.
+    fn launch_step(&self, t: usize) -> Result<()> {
+        let (g, cfg, s, kv) = (&self.gpu, &self.cfg, &self.s, &self.kv);
         let h = cfg.hidden_size;
-        super::cuda("copying token ids", s.ids.index(..t).copy_from(tokens))?;
         let p = |b: &DeviceBuffer<f32>| b.as_device_ptr();
+        let pos0 = s.io.as_device_ptr();
+        let ids = unsafe { pos0.add(1) };
         let lin = |out: Ptr<f32>, x: Ptr<f32>, l: &DeviceLinear, accumulate: bool| {
             let bias = l.bias.as_ref().map_or(null(), |b| b.as_device_ptr());
             g.matmul(out, x, l.weight.as_device_ptr(), bias, l.rows, l.cols, t, accumulate)
         };
 
         // x = embed(tokens)                                      [t, h]
-        g.embedding(p(&s.x), self.embed_tokens.as_device_ptr(), s.ids.as_device_ptr(), t, h, cfg.vocab_size)?;
+        g.embedding(p(&s.x), self.embed_tokens.as_device_ptr(), ids, t, h, cfg.vocab_size)?;
         for (l, layer) in self.layers.iter().enumerate() {
             // xb = norm(x); q, k, v = xb·Wqᵀ + bq, …               [t, q_dim], [t, kv_dim] ×2
             g.rmsnorm(p(&s.xb), p(&s.x), layer.input_layernorm.as_device_ptr(), t, h, cfg.rms_norm_eps)?;

@@ -80,7 +80,8 @@ impl Gpu {
         }
     }
 
-    /// `rope.rs`: rotate `q` in place; rotate `k` into the K cache and copy `v` into the V cache.
+    /// `rope.rs`: rotate `q` in place; rotate `k` into the K cache and copy `v` into the V cache,
+    /// for tokens at positions `*pos0..` (`pos0` points at device memory).
     #[allow(clippy::too_many_arguments)]
     pub fn rope_kv_write(
         &self,
@@ -94,14 +95,14 @@ impl Gpu {
         kv: &crate::kv::KvLayout,
         heads: usize,
         layer: usize,
-        pos0: usize,
+        pos0: Ptr<u32>,
         tokens: usize,
     ) -> Result<()> {
         let f = self.function("rope_kv_write")?;
         let s = &self.stream;
         let grid = GridSize::xy(u32_of("tokens", tokens)?, u32_of("heads", heads + kv.kv_heads)?);
         let (h, g, d) = (heads as u32, kv.kv_heads as u32, kv.head_dim as u32);
-        let (l, m, p) = (layer as u32, u32_of("max_seq", kv.max_seq)?, u32_of("pos", pos0)?);
+        let (l, m, p) = (layer as u32, u32_of("max_seq", kv.max_seq)?, pos0);
         unsafe {
             cuda(
                 "rope_kv_write",
@@ -110,7 +111,7 @@ impl Gpu {
         }
     }
 
-    /// `attention.rs`: causal GQA of `tokens` query rows at positions `pos0..` over the cache.
+    /// `attention.rs`: causal GQA of `tokens` query rows at positions `*pos0..` over the cache.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &self,
@@ -121,7 +122,7 @@ impl Gpu {
         kv: &crate::kv::KvLayout,
         heads: usize,
         layer: usize,
-        pos0: usize,
+        pos0: Ptr<u32>,
         tokens: usize,
     ) -> Result<()> {
         if kv.head_dim % 32 != 0 || kv.head_dim > 256 {
@@ -135,7 +136,7 @@ impl Gpu {
         let grid = GridSize::xy(u32_of("heads", heads)?, u32_of("tokens", tokens)?);
         let smem = (4 * (kv.head_dim + 2) * 4) as u32;
         let (h, g, d) = (heads as u32, kv.kv_heads as u32, kv.head_dim as u32);
-        let (l, m, p) = (layer as u32, u32_of("max_seq", kv.max_seq)?, u32_of("pos", pos0)?);
+        let (l, m, p) = (layer as u32, u32_of("max_seq", kv.max_seq)?, pos0);
         unsafe {
             cuda(
                 "attention_f32",
