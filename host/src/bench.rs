@@ -111,9 +111,12 @@ fn copy_bandwidth(gpu: &Gpu) -> Result<f64> {
     for rep in 0..6 {
         gpu.synchronize()?;
         let t = Instant::now();
-        let r = unsafe { cust::sys::cuMemcpyDtoD_v2(b.as_device_ptr().as_raw(), a.as_device_ptr().as_raw(), bytes) };
+        let stream = gpu.stream.as_inner();
+        let r = unsafe {
+            cust::sys::cuMemcpyDtoDAsync_v2(b.as_device_ptr().as_raw(), a.as_device_ptr().as_raw(), bytes, stream)
+        };
         if r != cust::sys::CUresult::CUDA_SUCCESS {
-            return Err(Error::Cuda(format!("cuMemcpyDtoD: {r:?}")));
+            return Err(Error::Cuda(format!("cuMemcpyDtoDAsync: {r:?}")));
         }
         gpu.synchronize()?;
         if rep > 0 {

@@ -144,7 +144,9 @@ fn run(args: RunArgs) -> Result<()> {
             }
             let mut bytes = Vec::new();
             std::io::stdin().read_to_end(&mut bytes).context("cannot read the prompt from standard input")?;
-            String::from_utf8(bytes).context("the prompt on standard input is not valid UTF-8")?
+            let text = String::from_utf8(bytes).context("the prompt on standard input is not valid UTF-8")?;
+            // `echo "…" | qwen-rs` ends the prompt with a newline nobody meant to send.
+            text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_string()
         }
     };
     if prompt.trim().is_empty() {

@@ -9,14 +9,14 @@
 //!
 //! Layout: `q`, `out` `[tokens, heads·d]` f32; caches as in `kv_layout.rs`; `d ≤ 256` and a
 //! multiple of 32 (each lane holds `d/32` elements of the query and of the accumulator).
-//! Launch: grid `(heads, tokens, 1)`, block `(128, 1, 1)` (4 warps; warp `w` visits positions
-//! `w, w+4, …`), dynamic shared memory `4 · (d + 2) · 4` bytes.
+//! Launch: grid `(heads, tokens, 1)`, block `(512, 1, 1)` (16 warps; warp `w` visits positions
+//! `w, w+16, …`), dynamic shared memory `16 · (d + 2) · 4` bytes.
 //! CPU twin: `host::cpu::ops::attention`.
 
 use crate::device::*;
 use crate::kv_layout::kv_cache_offset;
 
-const WARPS: usize = 4;
+const WARPS: usize = 16;
 const MAX_PER_LANE: usize = 8; // head_dim ≤ 256
 
 #[unsafe(no_mangle)]

@@ -9,13 +9,27 @@
 //! `[tokens, rows]` f32.
 //!
 //! Launch: grid `(ceil(rows / 8), 1, 1)`, block `(256, 1, 1)`: one warp per output row. When
-//! `cols % 8 == 0` each lane reads the row in 16-byte chunks (8 weights, `ld.global.nc.v4`), the
-//! warp covering 256 columns per step; otherwise it falls back to one element per lane.
+//! `cols % 8 == 0` each lane reads the row in 16-byte chunks (8 weights, `ld.global.nc.v4`), four
+//! chunks in flight at a time, the warp covering 1024 columns per step; otherwise it falls back to
+//! one element per lane.
 //! CPU twin: `host::cpu::ops::matmul`.
 
 use crate::device::*;
 
 pub const ROWS_PER_BLOCK: u32 = 8;
+
+/// `Σ_{k<8} w[k]·x[k]` for eight bf16 weights packed in `wv` and eight f32 at `x` (16-byte aligned).
+#[inline(always)]
+unsafe fn dot8(wv: &[u32; 4], x: *const f32) -> f32 {
+    let (x0, x1) = unsafe { (load_v4_f32(x), load_v4_f32(x.add(4))) };
+    let xs = [x0[0], x0[1], x0[2], x0[3], x1[0], x1[1], x1[2], x1[3]];
+    let mut acc = 0.0;
+    for k in 0..4 {
+        let (lo, hi) = bf16x2_to_f32(wv[k]);
+        acc += lo * xs[2 * k] + hi * xs[2 * k + 1];
+    }
+    acc
+}
 
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn matmul_bf16(
@@ -39,18 +53,25 @@ pub unsafe extern "ptx-kernel" fn matmul_bf16(
         let xr = unsafe { x.add(t * cols) };
         let mut acc = 0.0f32;
         if cols % 8 == 0 {
+            // Four 16-byte weight loads in flight per lane before the first use: one warp per row
+            // leaves too few bytes in flight per SM otherwise.
             let mut c = lane * 8;
-            while c < cols {
+            while c + 3 * 256 < cols {
                 unsafe {
-                    let wv = load_nc_v4(wrow.add(c) as *const u32);
-                    let x0 = load_v4_f32(xr.add(c));
-                    let x1 = load_v4_f32(xr.add(c + 4));
-                    let xs = [x0[0], x0[1], x0[2], x0[3], x1[0], x1[1], x1[2], x1[3]];
-                    for k in 0..4 {
-                        let (lo, hi) = bf16x2_to_f32(wv[k]);
-                        acc += lo * xs[2 * k] + hi * xs[2 * k + 1];
+                    let w4 = [
+                        load_nc_v4(wrow.add(c) as *const u32),
+                        load_nc_v4(wrow.add(c + 256) as *const u32),
+                        load_nc_v4(wrow.add(c + 512) as *const u32),
+                        load_nc_v4(wrow.add(c + 768) as *const u32),
+                    ];
+                    for (u, wv) in w4.iter().enumerate() {
+                        acc += dot8(wv, xr.add(c + u * 256));
                     }
                 }
+                c += 1024;
+            }
+            while c < cols {
+                unsafe { acc += dot8(&load_nc_v4(wrow.add(c) as *const u32), xr.add(c)) };
                 c += 256;
             }
         } else {

@@ -11,7 +11,7 @@
 //! once into a CUDA graph (on its first use) and replayed for every later token: one launch per
 //! token instead of ~12 per layer.
 
-use cust::memory::{CopyDestination, DeviceBuffer, DevicePointer};
+use cust::memory::{AsyncCopyDestination, DeviceBuffer, DevicePointer};
 use cust::sys as cu;
 use half::bf16;
 
@@ -63,8 +63,12 @@ struct RunState {
     next: DeviceBuffer<u32>,
 }
 
+/// Fields drop in declaration order: the graph and every device buffer go before `gpu`, whose
+/// context they belong to (destroying a graph after its context crashes the driver).
 pub struct CudaEngine {
-    gpu: Gpu,
+    /// The captured one-token decode step, once it has run.
+    decode_graph: Option<Graph>,
+    use_graph: bool,
     cfg: Config,
     kv: KvLayout,
     embed_tokens: DeviceBuffer<u16>,
@@ -77,9 +81,7 @@ pub struct CudaEngine {
     rope_cos: DeviceBuffer<f32>,
     rope_sin: DeviceBuffer<f32>,
     s: RunState,
-    /// The captured one-token decode step, once it has run.
-    decode_graph: Option<Graph>,
-    use_graph: bool,
+    gpu: Gpu,
 }
 
 /// An instantiated CUDA graph (driver API through `cust::sys`; cust 0.3 has no safe wrapper).
@@ -223,7 +225,11 @@ impl CudaEngine {
         let mut io = Vec::with_capacity(t + 1);
         io.push(pos0 as u32);
         io.extend_from_slice(tokens);
-        super::cuda("copying the position and token ids", self.s.io.index(..t + 1).copy_from(&io[..]))?;
+        // Ordered after the previous step's kernels (which read `io`) by the stream. Pageable host
+        // memory is staged before the call returns, so `io` may be dropped right after.
+        super::cuda("copying the position and token ids", unsafe {
+            self.s.io.index(..t + 1).async_copy_from(&io[..], &self.gpu.stream)
+        })?;
         if t > 1 || !self.use_graph {
             return self.launch_step(t);
         }

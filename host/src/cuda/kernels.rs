@@ -134,13 +134,13 @@ impl Gpu {
         let f = self.function("attention_f32")?;
         let s = &self.stream;
         let grid = GridSize::xy(u32_of("heads", heads)?, u32_of("tokens", tokens)?);
-        let smem = (4 * (kv.head_dim + 2) * 4) as u32;
+        let smem = (16 * (kv.head_dim + 2) * 4) as u32;
         let (h, g, d) = (heads as u32, kv.kv_heads as u32, kv.head_dim as u32);
         let (l, m, p) = (layer as u32, u32_of("max_seq", kv.max_seq)?, pos0);
         unsafe {
             cuda(
                 "attention_f32",
-                launch!(f<<<grid, BlockSize::x(128), smem, s>>>(out, q, k_cache, v_cache, h, g, d, l, m, p)),
+                launch!(f<<<grid, BlockSize::x(512), smem, s>>>(out, q, k_cache, v_cache, h, g, d, l, m, p)),
             )
         }
     }

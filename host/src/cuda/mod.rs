@@ -8,7 +8,7 @@ pub use engine::CudaEngine;
 
 use cust::context::Context;
 use cust::device::Device;
-use cust::memory::{CopyDestination, DeviceBuffer, DeviceCopy};
+use cust::memory::{AsyncCopyDestination, DeviceBuffer, DeviceCopy};
 use cust::module::Module;
 use cust::stream::{Stream, StreamFlags};
 
@@ -54,14 +54,18 @@ impl Gpu {
         })?;
         let context = cuda("cuCtxCreate", Context::new(device))?;
         let module = cuda("loading the kernels' PTX", Module::from_ptx(ptx, &[]))?;
-        // A blocking stream: it orders with the synchronous copies cust makes on the legacy stream.
-        let stream = cuda("cuStreamCreate", Stream::new(StreamFlags::DEFAULT, None))?;
+        // A non-blocking stream, and every copy goes through it (never the legacy stream): so the
+        // decode step can be captured into a graph while other threads use the same (primary)
+        // context, and nothing here waits on anyone else's work.
+        let stream = cuda("cuStreamCreate", Stream::new(StreamFlags::NON_BLOCKING, None))?;
         Ok(Gpu { name, arch, module, stream, _context: context })
     }
 
     pub fn upload<T: DeviceCopy>(&self, data: &[T]) -> Result<DeviceBuffer<T>> {
-        let mut buf = self.alloc::<T>(data.len())?;
-        cuda("copying to the device", buf.copy_from(data))?;
+        let buf = self.alloc::<T>(data.len())?;
+        // SAFETY: `data` outlives the copy: the stream is synchronised before returning.
+        cuda("copying to the device", unsafe { buf.index(..data.len()).async_copy_from(data, &self.stream) })?;
+        self.synchronize()?;
         Ok(buf)
     }
 
@@ -85,9 +89,10 @@ impl Gpu {
 
     /// Waits for the stream, then copies the whole buffer back.
     pub fn download<T: DeviceCopy + Default + Clone>(&self, buf: &DeviceBuffer<T>) -> Result<Vec<T>> {
-        self.synchronize()?;
         let mut v = vec![T::default(); buf.len()];
-        cuda("copying from the device", buf.copy_to(&mut v[..]))?;
+        // SAFETY: `v` outlives the copy: the stream is synchronised before returning.
+        cuda("copying from the device", unsafe { buf.async_copy_to(&mut v[..], &self.stream) })?;
+        self.synchronize()?;
         Ok(v)
     }
 
