@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""The peer: Hugging Face transformers on the same card and the same Qwen2.5 shape, batch 1.
+
+Prints JSON: decode tok/s for (a) eager generation with the dynamic cache and (b) a static KV cache
+with the one-token decode step captured in a CUDA graph (torch.cuda.CUDAGraph, replayed per token),
+and prefill times at 128/512/2048 tokens. Random bf16 weights: speed does not depend on values.
+
+    python3 bench/hf_peer.py 0.5b            # on the GPU machine (torch + transformers)
+"""
+import json
+import sys
+import time
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers.cache_utils import StaticCache
+
+SHAPES = {
+    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+}
+shape = sys.argv[1] if len(sys.argv) > 1 else "0.5b"
+cfg = Qwen2Config(**SHAPES[shape], max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
+                  use_sliding_window=False)
+torch.manual_seed(0)
+with torch.device("cuda"):
+    model = Qwen2ForCausalLM(cfg).to(torch.bfloat16).eval()
+dev = "cuda"
+out = {"card": torch.cuda.get_device_name(), "shape": shape, "transformers": __import__("transformers").__version__}
+
+
+def sync_time(f):
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    f()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+with torch.no_grad():
+    # Prefill: the whole prompt, one forward.
+    out["prefill_ms"] = {}
+    for n in (128, 512, 2048):
+        ids = torch.randint(0, cfg.vocab_size, (1, n), device=dev)
+        model(ids)
+        out["prefill_ms"][n] = 1e3 * sorted(sync_time(lambda: model(ids)) for _ in range(3))[1]
+
+    # (a) Eager decode: 128 tokens after a 32-token prompt, dynamic cache.
+    ids = torch.randint(0, cfg.vocab_size, (1, 32), device=dev)
+    gen = lambda: model.generate(ids, max_new_tokens=128, min_new_tokens=128, do_sample=False)
+    gen()
+    out["decode_tok_s_eager"] = 128 / sync_time(gen)
+
+    # (b) Static cache, the one-token step in a CUDA graph.
+    try:  # transformers 5: allocated lazily on first use
+        cache = StaticCache(config=cfg, max_cache_len=32 + 256 + 8)
+    except TypeError:  # transformers 4.x
+        cache = StaticCache(config=cfg, max_batch_size=1, max_cache_len=32 + 256 + 8, device=dev, dtype=torch.bfloat16)
+    pos = torch.arange(32, device=dev)
+    logits = model(ids, past_key_values=cache, cache_position=pos, use_cache=True).logits
+    tok = logits[:, -1:].argmax(-1)
+    step_pos = torch.tensor([32], device=dev)
+
+    def step():
+        return model(tok, past_key_values=cache, cache_position=step_pos, use_cache=True).logits
+
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_logits = step()
+
+    def decode(n=256):
+        for i in range(n):
+            step_pos.fill_(32 + i)
+            graph.replay()
+            tok.copy_(static_logits[:, -1:].argmax(-1))
+            tok.item()  # the host needs each token, as in real generation
+
+    decode(8)
+    out["decode_tok_s_static_cuda_graph"] = 256 / sync_time(decode)
+
+print(json.dumps(out, indent=1))
