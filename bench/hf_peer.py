@@ -56,10 +56,12 @@ with torch.no_grad():
     out["decode_tok_s_eager"] = 128 / sync_time(gen)
 
     # (b) Static cache, the one-token step in a CUDA graph.
+    # transformers 5's static layers count their own write position (incremented inside the graph
+    # on every replay), so leave room for the warm-up steps too: 32 + 3 + 8 + 256 < 512.
     try:  # transformers 5: allocated lazily on first use
-        cache = StaticCache(config=cfg, max_cache_len=32 + 256 + 8)
+        cache = StaticCache(config=cfg, max_cache_len=512)
     except TypeError:  # transformers 4.x
-        cache = StaticCache(config=cfg, max_batch_size=1, max_cache_len=32 + 256 + 8, device=dev, dtype=torch.bfloat16)
+        cache = StaticCache(config=cfg, max_batch_size=1, max_cache_len=512, device=dev, dtype=torch.bfloat16)
     pos = torch.arange(32, device=dev)
     logits = model(ids, past_key_values=cache, cache_position=pos, use_cache=True).logits
     tok = logits[:, -1:].argmax(-1)
