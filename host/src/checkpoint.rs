@@ -195,34 +195,37 @@ impl HfDir {
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
-        let Some(&i) = self.index.get(name) else {
-            return Ok(None);
-        };
+        let Some(&i) = self.index.get(name) else { return Ok(None) };
         let (path, map) = &self.files[i];
         let st = SafeTensors::deserialize(map).map_err(|e| Error::invalid(path, e.to_string()))?;
         let view = st.tensor(name).map_err(|e| Error::invalid(path, e.to_string()))?;
         check_shape(path, name, view.shape(), shape)?;
-        let bytes = view.data();
-        let ty = match view.dtype() {
-            Dtype::F32 => GgmlType::F32,
-            Dtype::F16 => GgmlType::F16,
-            Dtype::BF16 => GgmlType::BF16,
-            other => {
-                return Err(Error::invalid(
-                    path,
-                    format!("tensor `{name}` has dtype {other:?}; bf16, f16 and f32 are supported"),
-                ));
-            }
-        };
-        let n: usize = shape.iter().product();
-        if bytes.len() != n * ty.block_bytes() {
+        safetensor_to_f32(path, name, &view).map(Some)
+    }
+}
+
+/// One safetensors tensor as f32 (bf16, f16 and f32 are accepted); `path` and `name` are for messages.
+pub fn safetensor_to_f32(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Tensor> {
+    let bytes = view.data();
+    let ty = match view.dtype() {
+        Dtype::F32 => GgmlType::F32,
+        Dtype::F16 => GgmlType::F16,
+        Dtype::BF16 => GgmlType::BF16,
+        other => {
             return Err(Error::invalid(
                 path,
-                format!("tensor `{name}` holds {} bytes, its shape needs {}", bytes.len(), n * ty.block_bytes()),
+                format!("tensor `{name}` has dtype {other:?}; bf16, f16 and f32 are supported"),
             ));
         }
-        let mut data = vec![0f32; n];
-        dequantize_par(ty, bytes, &mut data);
-        Ok(Some(Tensor { shape: shape.to_vec(), data }))
-    }
+    };
+    let n = view.shape().iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let n = n.filter(|&n| n.checked_mul(ty.block_bytes()) == Some(bytes.len())).ok_or_else(|| {
+        Error::invalid(
+            path,
+            format!("tensor `{name}` holds {} bytes, which does not fit its shape {:?}", bytes.len(), view.shape()),
+        )
+    })?;
+    let mut data = vec![0f32; n];
+    dequantize_par(ty, bytes, &mut data);
+    Ok(Tensor { shape: view.shape().to_vec(), data })
 }

@@ -61,6 +61,19 @@ fn default_theta() -> f32 {
     1_000_000.0
 }
 
+/// `hidden / heads` when the file gives no head size; the heads must divide the hidden size.
+fn derived_head_dim(path: &Path, hidden: usize, heads: usize) -> Result<usize> {
+    if heads == 0 || hidden % heads != 0 {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "the hidden size {hidden} is not a multiple of the {heads} attention heads (and no head size is given)"
+            ),
+        ));
+    }
+    Ok(hidden / heads)
+}
+
 impl Config {
     /// Parses a Hugging Face `config.json`.
     pub fn from_hf_json(path: &Path, text: &str) -> Result<Self> {
@@ -97,7 +110,10 @@ impl Config {
             num_hidden_layers: c.num_hidden_layers,
             num_attention_heads: heads,
             num_key_value_heads: c.num_key_value_heads.unwrap_or(heads),
-            head_dim: c.head_dim.unwrap_or(c.hidden_size.checked_div(heads).unwrap_or(0)),
+            head_dim: match c.head_dim {
+                Some(d) => d,
+                None => derived_head_dim(path, c.hidden_size, heads)?,
+            },
             vocab_size: c.vocab_size,
             max_position_embeddings: c.max_position_embeddings,
             rms_norm_eps: c.rms_norm_eps,
@@ -131,8 +147,7 @@ impl Config {
         };
         let head_dim = match g.get(&key("attention.key_length")) {
             Some(_) => usize_of("attention.key_length")?,
-            None if heads > 0 => hidden / heads,
-            None => 0,
+            None => derived_head_dim(&g.path, hidden, heads)?,
         };
         let embd = g
             .tensor("token_embd.weight")

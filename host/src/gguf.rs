@@ -249,6 +249,15 @@ impl Gguf {
             }
             tensors.push(TensorInfo { name, dims, ty, start: data_start + offset as usize, len });
         }
+        // Tensors may not share bytes: overlapping extents mean a corrupt or crafted table.
+        let mut extents: Vec<(usize, usize, &str)> =
+            tensors.iter().map(|t| (t.start, t.start + t.len, t.name.as_str())).collect();
+        extents.sort_unstable();
+        for w in extents.windows(2) {
+            if w[1].0 < w[0].1 {
+                return Err(Error::invalid(path, format!("tensors `{}` and `{}` overlap in the file", w[0].2, w[1].2)));
+            }
+        }
         Ok(Gguf { path: path.to_path_buf(), version, metadata, tensors, index, data })
     }
 

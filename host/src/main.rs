@@ -158,8 +158,7 @@ fn run(args: RunArgs) -> Result<()> {
         None => fetch::ensure_default_model()?,
     };
     let t_load = Instant::now();
-    let loaded =
-        qwen_rs::load(&model_path).with_context(|| format!("cannot load the model from {}", model_path.display()))?;
+    let loaded = qwen_rs::load(&model_path)?; // its errors name the file
     let ctx = args.ctx_size.min(loaded.config.max_position_embeddings);
 
     let text = if args.raw {
