@@ -158,3 +158,56 @@ fn offline_without_a_cached_model() {
         std::fs::read_dir(cache.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().is_file()).collect();
     assert!(leftovers.is_empty(), "files left in the cache: {leftovers:?}");
 }
+
+/// Ctrl-C during generation stops after the current token, still prints the stats line, and
+/// exits 130 (the shell's code for SIGINT).
+#[test]
+fn ctrl_c_stops_generation_cleanly() {
+    let model = common::real_model();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qwen-rs"))
+        .args([
+            "--model",
+            p(&model),
+            "--device",
+            "cpu",
+            "--temperature",
+            "0",
+            "--ignore-eos",
+            "-n",
+            "400",
+            "Count to one thousand",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first streamed text (the handler is installed before generation starts).
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut stdout, &mut first).expect("some generated text");
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stderr}");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted") && stderr.contains("generated"), "{stderr}");
+    assert!(!stderr.contains("generated 400 tokens"), "it did not stop early:\n{stderr}");
+    assert!(!stderr.contains("panicked"));
+}
+
+/// `--max-tokens` past the context: a one-line note up front, then generation stops cleanly at
+/// the context's end.
+#[test]
+fn max_tokens_beyond_the_context() {
+    let base = common::fixture("../malformed/valid.gguf");
+    let out = Command::new(env!("CARGO_BIN_EXE_qwen-rs"))
+        .args(["--model", p(&base), "--raw", "--device", "cpu", "--ignore-eos", "--ctx-size", "12", "-n", "100", "abc"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("--max-tokens 100 is more than the 9 tokens left in the context of 12"), "{stderr}");
+    assert!(stderr.contains("generated 9 tokens"), "{stderr}");
+}

@@ -1,6 +1,7 @@
 //! The generation loop shared by both engines: prefill the prompt, then sample and decode one
 //! token at a time until a stop token, `--max-tokens`, or the end of the context.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
@@ -8,8 +9,13 @@ use crate::error::{Error, Result};
 use crate::sampling::Sampler;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
+/// Set (by the command line's Ctrl-C handler) to end generation after the current token.
+pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// Generation ended early because [`STOP_REQUESTED`] was set.
+    pub interrupted: bool,
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
     pub prefill: Duration,
@@ -75,6 +81,10 @@ pub fn generate(
             on_text(&text)?;
         }
         if out.len() == max_tokens || history.len() >= engine.max_seq() {
+            break;
+        }
+        if STOP_REQUESTED.load(Ordering::Relaxed) {
+            stats.interrupted = true;
             break;
         }
         next = step(engine, &[next], history.len() - 1, &history)?;

@@ -180,6 +180,14 @@ fn run(args: RunArgs) -> Result<()> {
         );
     }
 
+    let room = ctx - ids.len();
+    if args.max_tokens > room {
+        eprintln!(
+            "qwen-rs: note: --max-tokens {} is more than the {room} tokens left in the context of {ctx}; \
+             generation stops at the end of the context (raise --ctx-size, up to {})",
+            args.max_tokens, loaded.config.max_position_embeddings
+        );
+    }
     let cfg = loaded.config.clone();
     let mut engine: Box<dyn Engine> = match args.device {
         DeviceChoice::Cpu => Box::new(CpuEngine::new(cfg, loaded.weights, ctx)),
@@ -197,6 +205,14 @@ fn run(args: RunArgs) -> Result<()> {
     };
     let load_s = t_load.elapsed().as_secs_f64();
 
+    // Ctrl-C: the first stops generation after the current token (stats are still printed);
+    // a second one exits at once.
+    ctrlc::set_handler(|| {
+        if qwen_rs::generate::STOP_REQUESTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
     let mut sampler = Sampler::new(params)?;
     let mut tokenizer = loaded.tokenizer;
     if args.ignore_eos {
@@ -210,6 +226,9 @@ fn run(args: RunArgs) -> Result<()> {
             .map_err(|e| qwen_rs::Error::Usage(format!("writing to stdout: {e}")))
     })?;
     writeln!(stdout).ok();
+    if stats.interrupted {
+        eprintln!("qwen-rs: interrupted");
+    }
     eprintln!(
         "qwen-rs: {} | load {load_s:.2} s | prompt {} tokens, {:.1} tok/s | generated {} tokens, {:.1} tok/s",
         engine.name(),
@@ -218,5 +237,8 @@ fn run(args: RunArgs) -> Result<()> {
         stats.generated_tokens,
         stats.decode_tok_s()
     );
+    if stats.interrupted {
+        std::process::exit(130);
+    }
     Ok(())
 }
