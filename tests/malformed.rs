@@ -70,6 +70,7 @@ malformed! {
     zero_heads: "zero-heads.gguf" => "0 attention heads";
     heads_not_dividing_hidden: "heads-not-dividing-hidden.gguf" => "not a multiple of the 3 attention heads";
     absurd_layer_count: "absurd-layer-count.gguf" => "num_hidden_layers";
+    tokenizer_larger_than_vocab: "tokenizer-larger-than-vocab.gguf" => "the tokenizer has 20 tokens but the model only 16";
     st_header_overruns_file: "st-header-overruns-file" => "invalid header length";
     st_header_not_json: "st-header-not-json" => "invalid JSON";
     st_data_out_of_range: "st-data-out-of-range" => "offset";
