@@ -154,15 +154,7 @@ fn rope_kv_write_matches_cpu() {
                 want_vc[o..o + hd].copy_from_slice(&v[src..src + hd]);
             }
         }
-        let half = hd / 2;
-        let (mut cos, mut sin) = (vec![0f32; kv.max_seq * half], vec![0f32; kv.max_seq * half]);
-        for p in 0..kv.max_seq {
-            for i in 0..half {
-                let (c, s) = ops::rope_cos_sin(p, i, hd, theta);
-                cos[p * half + i] = c;
-                sin[p * half + i] = s;
-            }
-        }
+        let (cos, sin) = ops::rope_tables(kv.max_seq, hd, theta);
         let (dq, dk, dv) = (gpu.upload(&q).unwrap(), gpu.upload(&k).unwrap(), gpu.upload(&v).unwrap());
         let (kc, vc) = (poisoned(&gpu, kv.len()), poisoned(&gpu, kv.len()));
         let (dcos, dsin) = (gpu.upload(&cos).unwrap(), gpu.upload(&sin).unwrap());

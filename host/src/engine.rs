@@ -1,6 +1,27 @@
 //! What the generation loop needs from an engine, CPU or CUDA.
 
-use crate::error::Result;
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// What every engine checks before a forward pass: some tokens, room for them in the KV cache of
+/// `max_seq` positions from `start`, and every id inside the vocabulary.
+pub fn check_tokens(cfg: &Config, tokens: &[u32], start: usize, max_seq: usize) -> Result<()> {
+    if tokens.is_empty() {
+        return Err(Error::Usage("no tokens to run".into()));
+    }
+    if start + tokens.len() > max_seq {
+        return Err(Error::Usage(format!(
+            "{} tokens do not fit the context of {} (raise --ctx-size, up to the model's {})",
+            start + tokens.len(),
+            max_seq,
+            cfg.max_position_embeddings
+        )));
+    }
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+        return Err(Error::Usage(format!("token id {bad} is outside the vocabulary ({})", cfg.vocab_size)));
+    }
+    Ok(())
+}
 
 pub trait Engine {
     /// A short description for the stats line ("cpu (2 threads)", "cuda (NVIDIA H100 80GB HBM3)").

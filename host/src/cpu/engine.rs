@@ -5,8 +5,8 @@ use rayon::prelude::*;
 
 use super::ops::{attention, matmul, rmsnorm, rope, swiglu};
 use crate::config::Config;
-use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::engine::{Engine, check_tokens};
+use crate::error::Result;
 use crate::kv::KvLayout;
 use crate::weights::{Linear, Weights};
 
@@ -38,18 +38,8 @@ impl CpuEngine {
     /// position (`[tokens, vocab]`) if `all_logits`, else of the last only.
     pub fn forward_tokens(&mut self, tokens: &[u32], start: usize, all_logits: bool) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
+        check_tokens(cfg, tokens, start, self.kv.max_seq)?;
         let t = tokens.len();
-        if t == 0 {
-            return Err(Error::Usage("no tokens to run".into()));
-        }
-        if start + t > self.kv.max_seq {
-            return Err(Error::Usage(format!(
-                "{} tokens do not fit the context of {} (raise --ctx-size, up to the model's {})",
-                start + t,
-                self.kv.max_seq,
-                cfg.max_position_embeddings
-            )));
-        }
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let (qd, kvd, inter) = (cfg.q_dim(), cfg.kv_dim(), cfg.intermediate_size);
 
@@ -57,9 +47,6 @@ impl CpuEngine {
         let mut x = vec![0f32; t * h];
         for (row, &tok) in x.chunks_exact_mut(h).zip(tokens) {
             let tok = tok as usize;
-            if tok >= cfg.vocab_size {
-                return Err(Error::Usage(format!("token id {tok} is outside the vocabulary ({})", cfg.vocab_size)));
-            }
             row.copy_from_slice(&self.w.model.embed_tokens.data[tok * h..(tok + 1) * h]);
         }
         let mut xb = vec![0f32; t * h];

@@ -72,6 +72,18 @@ pub fn rope_cos_sin(pos: usize, i: usize, head_dim: usize, theta: f32) -> (f32, 
     (cos, sin)
 }
 
+/// The `[max_seq, head_dim/2]` cos and sin tables the RoPE kernel reads, from [`rope_cos_sin`].
+pub fn rope_tables(max_seq: usize, head_dim: usize, theta: f32) -> (Vec<f32>, Vec<f32>) {
+    let half = head_dim / 2;
+    let (mut cos, mut sin) = (vec![0f32; max_seq * half], vec![0f32; max_seq * half]);
+    for p in 0..max_seq {
+        for i in 0..half {
+            (cos[p * half + i], sin[p * half + i]) = rope_cos_sin(p, i, head_dim, theta);
+        }
+    }
+    (cos, sin)
+}
+
 /// Rotary embedding, NeoX ("rotate half") form, in place on `heads` vectors of `head_dim` at
 /// position `pos`: for `i < head_dim/2`, with `θ_i = pos · theta^(−2i/head_dim)`,
 /// `(x_i, x_{i+d/2}) ← (x_i cos θ_i − x_{i+d/2} sin θ_i, x_{i+d/2} cos θ_i + x_i sin θ_i)`.

@@ -18,8 +18,8 @@ use half::bf16;
 use super::Gpu;
 use super::kernels::Ptr;
 use crate::config::Config;
-use crate::cpu::ops::rope_cos_sin;
-use crate::engine::Engine;
+use crate::cpu::ops::rope_tables;
+use crate::engine::{Engine, check_tokens};
 use crate::error::{Error, Result};
 use crate::kv::KvLayout;
 use crate::weights::{Linear, Weights};
@@ -143,15 +143,7 @@ impl CudaEngine {
             max_seq,
             head_dim: cfg.head_dim,
         };
-        let half = cfg.head_dim / 2;
-        let (mut cos, mut sin) = (vec![0f32; max_seq * half], vec![0f32; max_seq * half]);
-        for p in 0..max_seq {
-            for i in 0..half {
-                let (c, s) = rope_cos_sin(p, i, cfg.head_dim, cfg.rope_theta);
-                cos[p * half + i] = c;
-                sin[p * half + i] = s;
-            }
-        }
+        let (cos, sin) = rope_tables(max_seq, cfg.head_dim, cfg.rope_theta);
         let zeros = |n: usize| gpu.upload(&vec![0f32; n]);
         let s = RunState {
             x: gpu.alloc(CHUNK * cfg.hidden_size)?,
@@ -198,20 +190,7 @@ impl CudaEngine {
 
     /// Runs `tokens` at `start..`, leaving the last token's logits in `s.logits` (on the device).
     fn run(&mut self, tokens: &[u32], start: usize) -> Result<()> {
-        if tokens.is_empty() {
-            return Err(Error::Usage("no tokens to run".into()));
-        }
-        if start + tokens.len() > self.kv.max_seq {
-            return Err(Error::Usage(format!(
-                "{} tokens do not fit the context of {} (raise --ctx-size, up to the model's {})",
-                start + tokens.len(),
-                self.kv.max_seq,
-                self.cfg.max_position_embeddings
-            )));
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-            return Err(Error::Usage(format!("token id {bad} is outside the vocabulary ({})", self.cfg.vocab_size)));
-        }
+        check_tokens(&self.cfg, tokens, start, self.kv.max_seq)?;
         let mut pos = start;
         for chunk in tokens.chunks(CHUNK) {
             self.run_chunk(chunk, pos)?;
