@@ -56,7 +56,10 @@ fn main() {
             .args(["build", "--release", "--locked", "-Zbuild-std=core", "--target", TARGET])
             .arg("--target-dir")
             .arg(&target_dir)
-            .env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-cpu={arch}"));
+            // The decode kernels keep small per-lane arrays (a batch of weight chunks) in registers
+            // only when their constant-count loops are unrolled; at LLVM's default threshold some
+            // stay rolled and the arrays go to local memory (scripts/check-ptx.sh rejects that).
+            .env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-cpu={arch}\x1f-Cllvm-args=-unroll-threshold=1000"));
         // The outer build's settings are for the host target; none of them may leak in.
         for var in [
             "RUSTFLAGS",

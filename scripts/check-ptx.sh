@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Assembles the PTX embedded in the qwen-rs binary with ptxas for sm_80 and sm_90 and fails on any
-# error or on any register spill. Usage: scripts/check-ptx.sh [path/to/qwen-rs]
+# error, on any register spill and on any local memory (a stack frame). Usage: scripts/check-ptx.sh [path/to/qwen-rs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/qwen-rs}
@@ -20,13 +20,13 @@ for arch in 80 90; do
         continue
     fi
     kernels=$(grep -c "Compiling entry function" <<<"$log" || true)
-    spills=$(grep -E "[1-9][0-9]* bytes spill (stores|loads)" <<<"$log" || true)
+    spills=$(grep -E "[1-9][0-9]* bytes (spill (stores|loads)|stack frame|cumulative stack size)" <<<"$log" || true)
     if [ -n "$spills" ]; then
         echo "$log" | grep -E "Compiling entry|spill" >&2
-        echo "register spills in sm_$arch kernels" >&2
+        echo "register spills or local memory in sm_$arch kernels" >&2
         status=1
     else
-        echo "sm_$arch: $kernels kernels assembled, no spills"
+        echo "sm_$arch: $kernels kernels assembled, no spills, no local memory"
     fi
 done
 rm -rf "$out"

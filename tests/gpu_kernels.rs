@@ -244,20 +244,251 @@ fn swiglu_matches_cpu() {
     }
 }
 
+/// The CPU twin of the fused decode products: `W · rmsnorm(x) + b` through `ops::rmsnorm` and
+/// `ops::matmul`.
+fn normed_product(x: &[f32], norm: &[f32], w: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let mut xb = vec![0f32; x.len()];
+    ops::rmsnorm(&mut xb, x, norm, 1e-6);
+    let mut y = vec![0f32; rows];
+    ops::matmul(&mut y, &xb, 1, w, rows, bias);
+    y
+}
+
+/// An RMSNorm weight near 1, as bf16 bits and as the f32 values they hold.
+fn norm_weight(rng: &mut ChaCha8Rng, n: usize) -> (Vec<u16>, Vec<f32>) {
+    to_bf16(&randn(rng, n).iter().map(|v| 1.0 + 0.5 * v).collect::<Vec<_>>())
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn argmax_matches_cpu() {
+fn qkv_rope_decode_matches_cpu() {
+    use qwen_rs::kv::KvLayout;
     let gpu = Gpu::open().expect("a CUDA device");
     let mut rng = fresh_rng();
-    for &n in &[151936, 1000, 31, 1025] {
-        let mut x = randn(&mut rng, n);
-        let dup = rng.random_range(0..n);
-        let m = x.iter().copied().fold(f32::MIN, f32::max);
-        x[dup] = m; // a tie: the smaller index must win, as on the CPU
-        let want = ops::argmax(&x) as u32;
-        let dx = gpu.upload(&x).unwrap();
-        let out = gpu.upload(&[u32::MAX]).unwrap();
-        gpu.argmax(out.as_device_ptr(), dx.as_device_ptr(), n).unwrap();
-        assert_eq!(gpu.download(&out).unwrap()[0], want, "argmax over {n}");
+    // (heads, kv_heads, head_dim, cols, pos, layer): Qwen2.5 0.5B/1.5B/7B-like, a tiny ragged one.
+    for &(heads, kv_heads, hd, cols, pos, layer) in
+        &[(14, 2, 64, 896, 31, 1), (12, 2, 128, 1536, 0, 0), (28, 4, 128, 3584, 99, 2), (4, 4, 32, 40, 7, 1)]
+    {
+        let kv = KvLayout { layers: 3, kv_heads, max_seq: 100, head_dim: hd };
+        let rows = (heads + 2 * kv_heads) * hd;
+        let x: Vec<f32> = randn(&mut rng, cols).iter().map(|v| v * 4.0).collect();
+        let (norm_bits, norm) = norm_weight(&mut rng, cols);
+        let (w_bits, w) = to_bf16(&randn(&mut rng, rows * cols));
+        let bias = randn(&mut rng, rows);
+        let y = normed_product(&x, &norm, &w, rows, Some(&bias));
+        let (qd, kvd) = (heads * hd, kv_heads * hd);
+        let mut want_q = y[..qd].to_vec();
+        let mut k = y[qd..qd + kvd].to_vec();
+        ops::rope(&mut want_q, hd, pos, 1e6);
+        ops::rope(&mut k, hd, pos, 1e6);
+        let (mut want_kc, mut want_vc) = (vec![f32::NAN; kv.len()], vec![f32::NAN; kv.len()]);
+        for g in 0..kv_heads {
+            let o = kv.offset(layer, g, pos);
+            want_kc[o..o + hd].copy_from_slice(&k[g * hd..(g + 1) * hd]);
+            want_vc[o..o + hd].copy_from_slice(&y[qd + kvd + g * hd..qd + kvd + (g + 1) * hd]);
+        }
+
+        let (cos, sin) = ops::rope_tables(kv.max_seq, hd, 1e6);
+        let (dx, dn, dw, db) = (
+            gpu.upload(&x).unwrap(),
+            gpu.upload(&norm_bits).unwrap(),
+            gpu.upload(&w_bits).unwrap(),
+            gpu.upload(&bias).unwrap(),
+        );
+        let (dcos, dsin, dpos) =
+            (gpu.upload(&cos).unwrap(), gpu.upload(&sin).unwrap(), gpu.upload(&[pos as u32]).unwrap());
+        let (dq, kc, vc) = (poisoned(&gpu, qd), poisoned(&gpu, kv.len()), poisoned(&gpu, kv.len()));
+        gpu.qkv_rope_decode(
+            dq.as_device_ptr(),
+            kc.as_device_ptr(),
+            vc.as_device_ptr(),
+            dx.as_device_ptr(),
+            dn.as_device_ptr(),
+            1e-6,
+            dw.as_device_ptr(),
+            db.as_device_ptr(),
+            dcos.as_device_ptr(),
+            dsin.as_device_ptr(),
+            cols,
+            &kv,
+            heads,
+            layer,
+            dpos.as_device_ptr(),
+        )
+        .unwrap();
+        let eq = rel_l2(&gpu.download(&dq).unwrap(), &want_q);
+        // Only the slots at `pos` of `layer` may change: compare those, and the rest bit for bit (NaN).
+        let (got_kc, got_vc) = (gpu.download(&kc).unwrap(), gpu.download(&vc).unwrap());
+        let mut written = vec![false; kv.len()];
+        for g in 0..kv_heads {
+            let o = kv.offset(layer, g, pos);
+            written[o..o + hd].iter_mut().for_each(|w| *w = true);
+        }
+        let pick = |v: &[f32], on: bool| {
+            v.iter().zip(&written).filter(|(_, w)| **w == on).map(|(x, _)| *x).collect::<Vec<_>>()
+        };
+        let (ek, ev) =
+            (rel_l2(&pick(&got_kc, true), &pick(&want_kc, true)), rel_l2(&pick(&got_vc, true), &pick(&want_vc, true)));
+        assert!(
+            pick(&got_kc, false).iter().chain(&pick(&got_vc, false)).all(|v| v.is_nan()),
+            "a cache slot outside `pos` was written"
+        );
+        println!(
+            "qkv_rope_decode heads {heads}/{kv_heads} hd {hd} cols {cols} pos {pos}: q {eq:.2e}, K {ek:.2e}, V {ev:.2e}"
+        );
+        assert!(eq < 1e-5 && ek < 1e-5 && ev < 1e-5, "qkv_rope_decode: q {eq}, K {ek}, V {ev}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gate_up_silu_decode_matches_cpu() {
+    let gpu = Gpu::open().expect("a CUDA device");
+    let mut rng = fresh_rng();
+    for &(inter, cols) in &[(4864, 896), (8960, 1536), (100, 64), (13, 264)] {
+        let x: Vec<f32> = randn(&mut rng, cols).iter().map(|v| v * 4.0).collect();
+        let (norm_bits, norm) = norm_weight(&mut rng, cols);
+        let (w_bits, w) = to_bf16(&randn(&mut rng, 2 * inter * cols));
+        let y = normed_product(&x, &norm, &w, 2 * inter, None);
+        let mut want = y[..inter].to_vec();
+        ops::swiglu(&mut want, &y[inter..]);
+
+        let (dx, dn, dw) = (gpu.upload(&x).unwrap(), gpu.upload(&norm_bits).unwrap(), gpu.upload(&w_bits).unwrap());
+        let out = poisoned(&gpu, inter);
+        gpu.gate_up_silu_decode(
+            out.as_device_ptr(),
+            dx.as_device_ptr(),
+            dn.as_device_ptr(),
+            1e-6,
+            dw.as_device_ptr(),
+            inter,
+            cols,
+        )
+        .unwrap();
+        let err = rel_l2(&gpu.download(&out).unwrap(), &want);
+        println!("gate_up_silu_decode {inter}x{cols}: rel L2 {err:.2e}");
+        assert!(err < 1e-5, "gate_up_silu_decode {inter}x{cols}: {err}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn lm_head_argmax_matches_cpu() {
+    use qwen_rs::cuda::decode_best;
+    let gpu = Gpu::open().expect("a CUDA device");
+    let mut rng = fresh_rng();
+    for &(vocab, cols) in &[(151936, 896), (1000, 64), (33, 128), (152064, 3584)] {
+        let x: Vec<f32> = randn(&mut rng, cols).iter().map(|v| v * 4.0).collect();
+        let (norm_bits, norm) = norm_weight(&mut rng, cols);
+        let mut w = randn(&mut rng, vocab * cols);
+        // A tie: the best row copied to another index; the smaller index must win, as on the CPU.
+        let top = ops::argmax(&normed_product(&x, &norm, &to_bf16(&w).1, vocab, None));
+        let twin = rng.random_range(0..vocab);
+        let row = w[top * cols..(top + 1) * cols].to_vec();
+        w[twin * cols..(twin + 1) * cols].copy_from_slice(&row);
+        let (w_bits, w) = to_bf16(&w);
+        let want = normed_product(&x, &norm, &w, vocab, None);
+        let want_id = ops::argmax(&want) as u32;
+        assert_eq!(want_id as usize, top.min(twin), "the CPU twin breaks ties by the smaller index");
+
+        let (dn, dw) = (gpu.upload(&norm_bits).unwrap(), gpu.upload(&w_bits).unwrap());
+        // Returns the logits and the chosen index for input `x`.
+        let run = |x: &[f32]| {
+            let (dx, logits, best) = (gpu.upload(x).unwrap(), poisoned(&gpu, vocab), gpu.upload(&[0u64]).unwrap());
+            gpu.lm_head_argmax(
+                logits.as_device_ptr(),
+                best.as_device_ptr(),
+                dx.as_device_ptr(),
+                dn.as_device_ptr(),
+                1e-6,
+                dw.as_device_ptr(),
+                vocab,
+                cols,
+            )
+            .unwrap();
+            (gpu.download(&logits).unwrap(), decode_best(gpu.download(&best).unwrap()[0]))
+        };
+        let (got, got_id) = run(&x);
+        let err = rel_l2(&got, &want);
+        println!("lm_head_argmax {vocab}x{cols}: logits rel L2 {err:.2e}, argmax {got_id:?} (tie {top}/{twin})");
+        assert!(err < 1e-5, "lm_head_argmax logits {vocab}x{cols}: {err}");
+        assert_eq!(got_id, Some(want_id), "argmax over {vocab}");
+        // A NaN input makes every logit NaN: no index is chosen.
+        let (got, got_id) = run(&vec![f32::NAN; cols]);
+        assert!(got.iter().all(|v| v.is_nan()) && got_id.is_none(), "NaN logits chose {got_id:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn attention_decode_matches_cpu() {
+    use qwen_rs::kv::KvLayout;
+    let gpu = Gpu::open().expect("a CUDA device");
+    let mut rng = fresh_rng();
+    // (heads, kv_heads, head_dim, splits, positions): one block, a few, all 64 splits busy; each
+    // case runs its positions back to back on the same scratch, so the arrival counters must
+    // have been reset by the previous launch.
+    for &(heads, kv_heads, hd, splits, positions) in &[
+        (14, 2, 64, 64, &[0usize, 15, 16, 37, 2047][..]),
+        (28, 4, 128, 64, &[1000, 3, 4095][..]),
+        (12, 2, 128, 3, &[100, 47][..]),
+        (8, 8, 32, 64, &[1023, 16][..]),
+        (16, 2, 256, 8, &[300][..]),
+    ] {
+        let layer = 1;
+        let kv = KvLayout { layers: 2, kv_heads, max_seq: 4096, head_dim: hd };
+        let kc = randn(&mut rng, kv.len());
+        let vc = randn(&mut rng, kv.len());
+        let (dk, dv) = (gpu.upload(&kc).unwrap(), gpu.upload(&vc).unwrap());
+        let partial = poisoned(&gpu, heads * splits * (hd + 2));
+        let counters = gpu.upload(&vec![0u32; heads]).unwrap();
+        for &pos in positions {
+            let q: Vec<f32> = randn(&mut rng, heads * hd).iter().map(|v| v * 3.0).collect();
+            let mut want = vec![0f32; heads * hd];
+            ops::attention(&mut want, &q, &kc, &vc, &kv, layer, pos + 1);
+            let (dq, dpos, out) =
+                (gpu.upload(&q).unwrap(), gpu.upload(&[pos as u32]).unwrap(), poisoned(&gpu, heads * hd));
+            gpu.attention_decode(
+                out.as_device_ptr(),
+                partial.as_device_ptr(),
+                counters.as_device_ptr(),
+                dq.as_device_ptr(),
+                dk.as_device_ptr(),
+                dv.as_device_ptr(),
+                &kv,
+                heads,
+                layer,
+                dpos.as_device_ptr(),
+                splits,
+            )
+            .unwrap();
+            let err = rel_l2(&gpu.download(&out).unwrap(), &want);
+            println!("attention_decode heads {heads}/{kv_heads} hd {hd} splits {splits} at {pos}: rel L2 {err:.2e}");
+            assert!(err < 1e-5, "attention_decode at {pos}: {err}");
+            assert!(gpu.download(&counters).unwrap().iter().all(|&c| c == 0), "arrival counters not reset");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn residual_matvec_decode_matches_cpu() {
+    let gpu = Gpu::open().expect("a CUDA device");
+    let mut rng = fresh_rng();
+    // (rows, cols): 0.5B o/down, 7B down, ragged small ones. An element left unwritten keeps its
+    // starting value and misses the product, far outside the tolerance.
+    for &(rows, cols) in &[(896, 896), (896, 4864), (3584, 18944), (13, 40), (5, 2056)] {
+        let x = randn(&mut rng, cols);
+        let (w_bits, w) = to_bf16(&randn(&mut rng, rows * cols));
+        let start = randn(&mut rng, rows);
+        let mut want = vec![0f32; rows];
+        ops::matmul(&mut want, &x, 1, &w, rows, None);
+        want.iter_mut().zip(&start).for_each(|(y, s)| *y += s);
+
+        let (dx, dw, out) = (gpu.upload(&x).unwrap(), gpu.upload(&w_bits).unwrap(), gpu.upload(&start).unwrap());
+        gpu.residual_matvec_decode(out.as_device_ptr(), dx.as_device_ptr(), dw.as_device_ptr(), rows, cols).unwrap();
+        let err = rel_l2(&gpu.download(&out).unwrap(), &want);
+        println!("residual_matvec_decode {rows}x{cols}: rel L2 {err:.2e}");
+        assert!(err < 1e-5, "residual_matvec_decode {rows}x{cols}: {err}");
     }
 }

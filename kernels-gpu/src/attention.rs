@@ -1,5 +1,6 @@
-//! Causal grouped-query attention over the KV cache, for one or many query rows (decode and
-//! prefill alike).
+//! Causal grouped-query attention over the KV cache: `attention_f32` for any number of query rows
+//! (prefill), one block per (head, row); `attention_decode_f32` for the one row of a decode step,
+//! the context split over many blocks.
 //!
 //! Math: for query token `t` at position `p = pos0 + t` (`pos0` read from device memory) and head `h` (KV head `g = h / (heads /
 //! kv_heads)`): `out[t, h] = Σ_{s ≤ p} softmax_s(q[t, h] · K[g, s] / √d) · V[g, s]`.
@@ -19,6 +20,150 @@ use crate::kv_layout::kv_cache_offset;
 const WARPS: usize = 16;
 const MAX_PER_LANE: usize = 8; // head_dim ≤ 256
 
+/// This lane's `d/32` elements of query row `qrow` (lane `i` holds elements `i, i+32, …`).
+#[inline(always)]
+unsafe fn load_query(qrow: *const f32, d: usize) -> [f32; MAX_PER_LANE] {
+    let mut qv = [0.0f32; MAX_PER_LANE];
+    for j in 0..MAX_PER_LANE {
+        if j < d / 32 {
+            qv[j] = unsafe { *qrow.add(lane() as usize + 32 * j) };
+        }
+    }
+    qv
+}
+
+/// Positions a warp takes per step of [`warp_pass`]: their K and V loads are all issued before
+/// the first is used.
+const P: usize = 4;
+
+/// One warp's online-softmax pass over positions `first, first + stride, … < end` of KV head `g`:
+/// returns the running maximum `m` of the scaled scores, `l = Σ e^{score − m}` and this lane's
+/// elements of `Σ e^{score − m} · V[s]` (`m = −∞`, `l = 0` when the warp visits no position).
+/// Positions go `P` at a time: loads, then `P` interleaved warp reductions, then one update of
+/// `m`, `l` and the accumulator.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn warp_pass(
+    qv: &[f32; MAX_PER_LANE],
+    k_cache: *const f32,
+    v_cache: *const f32,
+    layer: usize,
+    g: usize,
+    kv_heads: usize,
+    max_seq: usize,
+    d: usize,
+    first: usize,
+    end: usize,
+    stride: usize,
+) -> (f32, f32, [f32; MAX_PER_LANE]) {
+    let (lane, per_lane) = (lane() as usize, d / 32);
+    let scale = 1.0 / sqrt(d as f32);
+    let mut acc = [0.0f32; MAX_PER_LANE];
+    let (mut m, mut l) = (f32::NEG_INFINITY, 0.0f32);
+    let mut s = first;
+    while s < end {
+        let mut ks = [[0.0f32; MAX_PER_LANE]; P];
+        let mut vs = [[0.0f32; MAX_PER_LANE]; P];
+        for i in 0..P {
+            let si = s + i * stride;
+            if si < end {
+                let off = kv_cache_offset(layer, g, si, kv_heads, max_seq, d);
+                for j in 0..MAX_PER_LANE {
+                    if j < per_lane {
+                        unsafe {
+                            ks[i][j] = *k_cache.add(off + lane + 32 * j);
+                            vs[i][j] = *v_cache.add(off + lane + 32 * j);
+                        }
+                    }
+                }
+            }
+        }
+        let mut dots = [0.0f32; P];
+        for i in 0..P {
+            for j in 0..MAX_PER_LANE {
+                if j < per_lane {
+                    dots[i] += qv[j] * ks[i][j];
+                }
+            }
+        }
+        let dots = warp_sum_n(dots);
+        let mut scores = [f32::NEG_INFINITY; P];
+        let mut m_new = m;
+        for i in 0..P {
+            if s + i * stride < end {
+                scores[i] = dots[i] * scale;
+                m_new = m_new.max(scores[i]);
+            }
+        }
+        let correction = exp(m - m_new);
+        l *= correction;
+        for a in acc.iter_mut() {
+            *a *= correction;
+        }
+        for i in 0..P {
+            if s + i * stride < end {
+                let e = exp(scores[i] - m_new);
+                l += e;
+                for j in 0..MAX_PER_LANE {
+                    if j < per_lane {
+                        acc[j] += e * vs[i][j];
+                    }
+                }
+            }
+        }
+        m = m_new;
+        s += P * stride;
+    }
+    (m, l, acc)
+}
+
+/// Merges the `W` warps' passes through dynamic shared memory, which holds per warp
+/// `[m, l, acc[0..d]]` afterwards. Returns the block's maximum `M`, its normaliser
+/// `Σ_w e^{m_w − M} l_w` and the weights `e^{m_w − M}` (0 for a warp that visited nothing); the
+/// block's unnormalised output element `i` is then `Σ_w weight_w · acc_w[i]` ([`merged`]).
+/// Contains a barrier: every thread of the block must call it.
+#[inline(always)]
+unsafe fn block_merge<const W: usize>(m: f32, l: f32, acc: &[f32; MAX_PER_LANE], d: usize) -> (f32, f32, [f32; W]) {
+    let smem = dynamic_shared::<f32>();
+    let (lane, warp, stride) = (lane() as usize, warp_id() as usize, d + 2);
+    unsafe {
+        let mine = smem.add(warp * stride);
+        if lane == 0 {
+            *mine = m;
+            *mine.add(1) = l;
+        }
+        for j in 0..MAX_PER_LANE {
+            if j < d / 32 {
+                *mine.add(2 + lane + 32 * j) = acc[j];
+            }
+        }
+    }
+    sync_threads();
+    let mut big_m = f32::NEG_INFINITY;
+    for w in 0..W {
+        big_m = big_m.max(unsafe { *smem.add(w * stride) });
+    }
+    let mut denom = 0.0;
+    let mut weights = [0.0f32; W];
+    for w in 0..W {
+        let mw = unsafe { *smem.add(w * stride) };
+        weights[w] = if mw == f32::NEG_INFINITY { 0.0 } else { exp(mw - big_m) };
+        denom += weights[w] * unsafe { *smem.add(w * stride + 1) };
+    }
+    (big_m, denom, weights)
+}
+
+/// Element `i` of the block's unnormalised output after [`block_merge`].
+#[inline(always)]
+unsafe fn merged<const W: usize>(weights: &[f32; W], d: usize, i: usize) -> f32 {
+    let smem = dynamic_shared::<f32>();
+    let mut num = 0.0;
+    for w in 0..W {
+        num += weights[w] * unsafe { *smem.add(w * (d + 2) + 2 + i) };
+    }
+    num
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn attention_f32(
     out: *mut f32,
@@ -35,83 +180,183 @@ pub unsafe extern "ptx-kernel" fn attention_f32(
     let h = block_x() as usize;
     let t = block_y() as usize;
     let d = head_dim as usize;
-    let per_lane = d / 32;
     let g = h / (heads / kv_heads) as usize;
     let p = unsafe { *pos0 } as usize + t;
     if p >= max_seq as usize {
         return; // the host checks this; never read past the cache
     }
-    let (lane, warp) = (lane() as usize, warp_id() as usize);
-    let scale = 1.0 / sqrt(d as f32);
-
-    let qrow = unsafe { q.add((t * heads as usize + h) * d) };
-    let mut qv = [0.0f32; MAX_PER_LANE];
-    let mut acc = [0.0f32; MAX_PER_LANE];
-    for j in 0..MAX_PER_LANE {
-        if j < per_lane {
-            qv[j] = unsafe { *qrow.add(lane + 32 * j) };
-        }
-    }
-    let (mut m, mut l) = (f32::NEG_INFINITY, 0.0f32);
-    let mut s = warp;
-    while s <= p {
-        let off = kv_cache_offset(layer as usize, g, s, kv_heads as usize, max_seq as usize, d);
-        let (kr, vr) = unsafe { (k_cache.add(off), v_cache.add(off)) };
-        let mut partial = 0.0;
-        for j in 0..MAX_PER_LANE {
-            if j < per_lane {
-                partial += qv[j] * unsafe { *kr.add(lane + 32 * j) };
-            }
-        }
-        let score = warp_sum(partial) * scale;
-        let m_new = m.max(score);
-        let correction = exp(m - m_new);
-        let e = exp(score - m_new);
-        l = l * correction + e;
-        for j in 0..MAX_PER_LANE {
-            if j < per_lane {
-                acc[j] = acc[j] * correction + e * unsafe { *vr.add(lane + 32 * j) };
-            }
-        }
-        m = m_new;
-        s += WARPS;
-    }
-
-    // Merge the warps: shared memory holds, per warp, [m, l, acc[0..d]].
-    let smem = dynamic_shared::<f32>();
-    let stride = d + 2;
-    unsafe {
-        let mine = smem.add(warp * stride);
-        if lane == 0 {
-            *mine = m;
-            *mine.add(1) = l;
-        }
-        for j in 0..MAX_PER_LANE {
-            if j < per_lane {
-                *mine.add(2 + lane + 32 * j) = acc[j];
-            }
-        }
-    }
-    sync_threads();
-    let mut big_m = f32::NEG_INFINITY;
-    for w in 0..WARPS {
-        big_m = big_m.max(unsafe { *smem.add(w * stride) });
-    }
-    let mut denom = 0.0;
-    let mut weights = [0.0f32; WARPS];
-    for w in 0..WARPS {
-        let mw = unsafe { *smem.add(w * stride) };
-        weights[w] = if mw == f32::NEG_INFINITY { 0.0 } else { exp(mw - big_m) };
-        denom += weights[w] * unsafe { *smem.add(w * stride + 1) };
-    }
+    let qv = unsafe { load_query(q.add((t * heads as usize + h) * d), d) };
+    let warp = warp_id() as usize;
+    let (m, l, acc) =
+        unsafe { warp_pass(&qv, k_cache, v_cache, layer as usize, g, kv_heads as usize, max_seq as usize, d, warp, p + 1, WARPS) };
+    let (_, denom, weights) = unsafe { block_merge::<WARPS>(m, l, &acc, d) };
     let orow = unsafe { out.add((t * heads as usize + h) * d) };
     let mut i = thread_x() as usize;
     while i < d {
-        let mut num = 0.0;
-        for w in 0..WARPS {
-            num += weights[w] * unsafe { *smem.add(w * stride + 2 + i) };
-        }
-        unsafe { *orow.add(i) = num / denom };
+        unsafe { *orow.add(i) = merged(&weights, d, i) / denom };
         i += block_dim_x() as usize;
     }
+}
+
+/// Warps per block of [`attention_decode_f32`].
+const DECODE_WARPS: usize = 8;
+/// Fewest positions one block of [`attention_decode_f32`] takes before another block joins (one
+/// step of [`warp_pass`] for each warp).
+pub const DECODE_MIN_PER_SPLIT: u32 = (DECODE_WARPS * P) as u32;
+
+/// Split-sequence ("flash-decoding") attention for one query token at position `p = *pos0`: the
+/// same result as [`attention_f32`] with `tokens = 1`, but a long context is spread over many
+/// blocks instead of one per head.
+///
+/// Math: the `n = p + 1` positions are cut into `active = min(splits, ceil(n / 32))` contiguous
+/// ranges of `per = ceil(n / active)`. Block `(h, b)` computes over its range the maximum score
+/// `m_b`, `l_b = Σ e^{score − m_b}` and `a_b = Σ e^{score − m_b} V[s]` (warps as in
+/// `attention_f32`, 8 of them, merged in shared memory). With one range it writes `a/l`.
+/// Otherwise it stores `(m_b, l_b, a_b)` in `partial[h, b]` and counts itself in `counters[h]`;
+/// the last block of head `h` to finish merges the ranges,
+/// `out = Σ_b e^{m_b − M} a_b / Σ_b e^{m_b − M} l_b` with `M = max_b m_b` (its threads split the
+/// ranges between them, see [`merge_ranges`]), and sets `counters[h]` back to 0 for the next launch.
+///
+/// Layout: `partial` `[heads, splits, d + 2]` f32 scratch; `counters` `[heads]` u32, zero before
+/// the first launch; the rest as `attention_f32` with one token. Launch: grid `(heads, splits, 1)`,
+/// block `(256, 1, 1)`, dynamic shared memory `(8 · (d + 2) + 1) · 4` bytes. Blocks `b ≥ active`
+/// return at once, so one grid (captured in a graph) serves every position. May be launched with
+/// programmatic dependent launch (it waits for the kernel before first).
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn attention_decode_f32(
+    out: *mut f32,
+    partial: *mut f32,
+    counters: *mut u32,
+    q: *const f32,
+    k_cache: *const f32,
+    v_cache: *const f32,
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    layer: u32,
+    max_seq: u32,
+    pos0: *const u32,
+    splits: u32,
+) {
+    launch_dependents();
+    wait_for_previous_grid(); // q and this position's K/V come from the kernel before
+    let (h, b) = (block_x() as usize, block_y() as usize);
+    let d = head_dim as usize;
+    let g = h / (heads / kv_heads) as usize;
+    let p = unsafe { *pos0 } as usize;
+    if p >= max_seq as usize {
+        return; // the host checks this; never read past the cache
+    }
+    let n = p + 1;
+    let active = (splits as usize).min(n.div_ceil(DECODE_MIN_PER_SPLIT as usize));
+    if b >= active {
+        return; // the whole block leaves, before any barrier
+    }
+    let per = n.div_ceil(active);
+    let (start, end) = (b * per, ((b + 1) * per).min(n));
+
+    let qv = unsafe { load_query(q.add(h * d), d) };
+    let first = start + warp_id() as usize;
+    let (m, l, acc) = unsafe {
+        warp_pass(&qv, k_cache, v_cache, layer as usize, g, kv_heads as usize, max_seq as usize, d, first, end, DECODE_WARPS)
+    };
+    let (big_m, denom, weights) = unsafe { block_merge::<DECODE_WARPS>(m, l, &acc, d) };
+    let tid = thread_x() as usize;
+    let orow = unsafe { out.add(h * d) };
+    if active == 1 {
+        if tid < d {
+            unsafe { *orow.add(tid) = merged(&weights, d, tid) / denom };
+        }
+        return;
+    }
+
+    // Publish this range's (m, l, a), then count it.
+    let mine = unsafe { partial.add((h * splits as usize + b) * (d + 2)) };
+    unsafe {
+        if tid == 0 {
+            *mine = big_m;
+            *mine.add(1) = denom;
+        }
+        if tid < d {
+            *mine.add(2 + tid) = merged(&weights, d, tid);
+        }
+    }
+    fence_gpu();
+    let smem = dynamic_shared::<f32>();
+    let last = unsafe { smem.add(DECODE_WARPS * (d + 2)) } as *mut u32;
+    sync_threads(); // every thread's writes are fenced; shared memory reads of the merge are done
+    if tid == 0 {
+        let done = unsafe { atomic_add_u32(counters.add(h), 1) } + 1;
+        let is_last = done == active as u32;
+        if is_last {
+            unsafe { *counters.add(h) = 0 };
+        }
+        unsafe { *last = is_last as u32 };
+    }
+    sync_threads();
+    if unsafe { *last } == 0 {
+        return;
+    }
+    fence_gpu();
+    // Merge the ranges. The block's threads form `groups = 256 / d` groups of `d`; group `q`
+    // merges ranges `q, q + groups, …` (four at a time, their loads issued together) into one
+    // (m, l, a), the groups' results meet in shared memory, and the first group merges those.
+    let groups = (block_dim_x() as usize / d).max(1);
+    let (q, i) = (tid / d, tid % d);
+    let ranges = unsafe { partial.add(h * splits as usize * (d + 2)) };
+    let mut mine = (f32::NEG_INFINITY, 0.0f32, 0.0f32);
+    if q < groups {
+        let mut r = q;
+        while r < active {
+            let (mut ms, mut ls, mut as_) = ([f32::NEG_INFINITY; 4], [0.0f32; 4], [0.0f32; 4]);
+            for u in 0..4 {
+                let rr = r + u * groups;
+                if rr < active {
+                    let at = unsafe { ranges.add(rr * (d + 2)) };
+                    unsafe {
+                        ms[u] = load_relaxed_f32(at);
+                        ls[u] = load_relaxed_f32(at.add(1));
+                        as_[u] = load_relaxed_f32(at.add(2 + i));
+                    }
+                }
+            }
+            for u in 0..4 {
+                mine = merge_ranges(mine, (ms[u], ls[u], as_[u]));
+            }
+            r += 4 * groups;
+        }
+        let at = unsafe { smem.add(q * (d + 2)) };
+        unsafe {
+            if i == 0 {
+                *at = mine.0;
+                *at.add(1) = mine.1;
+            }
+            *at.add(2 + i) = mine.2;
+        }
+    }
+    sync_threads();
+    if tid < d {
+        let mut all = (f32::NEG_INFINITY, 0.0f32, 0.0f32);
+        for q in 0..groups {
+            let at = unsafe { smem.add(q * (d + 2)) };
+            all = merge_ranges(all, unsafe { (*at, *at.add(1), *at.add(2 + tid)) });
+        }
+        unsafe { *orow.add(tid) = all.2 / all.1 };
+    }
+}
+
+/// Two partial softmax results `(m, l, a)` over disjoint positions merged into one:
+/// `M = max(m₁, m₂)`, `l = l₁e^{m₁−M} + l₂e^{m₂−M}`, `a = a₁e^{m₁−M} + a₂e^{m₂−M}`. A part with
+/// `m = −∞` (no positions) contributes nothing.
+#[inline(always)]
+fn merge_ranges(x: (f32, f32, f32), y: (f32, f32, f32)) -> (f32, f32, f32) {
+    if y.0 == f32::NEG_INFINITY {
+        return x;
+    }
+    if x.0 == f32::NEG_INFINITY {
+        return y;
+    }
+    let m = x.0.max(y.0);
+    let (cx, cy) = (exp(x.0 - m), exp(y.0 - m));
+    (m, x.1 * cx + y.1 * cy, x.2 * cx + y.2 * cy)
 }

@@ -75,6 +75,20 @@ pub fn warp_sum(mut v: f32) -> f32 {
     v
 }
 
+/// [`warp_sum`] of `N` values at once, their shuffles interleaved so that `N` are in flight at
+/// each of the five steps instead of one.
+#[inline(always)]
+pub fn warp_sum_n<const N: usize>(mut v: [f32; N]) -> [f32; N] {
+    let mut m = 16;
+    while m > 0 {
+        for x in v.iter_mut() {
+            *x += shfl_xor(*x, m);
+        }
+        m >>= 1;
+    }
+    v
+}
+
 /// Maximum over the 32 lanes of a warp; every lane gets it.
 #[inline(always)]
 pub fn warp_max(mut v: f32) -> f32 {
@@ -187,4 +201,90 @@ pub unsafe fn load_v4_f32(p: *const f32) -> [f32; 4] {
 #[inline(always)]
 pub fn bf16x2_to_f32(w: u32) -> (f32, f32) {
     (f32::from_bits(w << 16), f32::from_bits(w & 0xffff_0000))
+}
+
+/// `fence.acq_rel.gpu`: this thread's earlier writes become visible GPU-wide before its later
+/// ones (CUDA's `__threadfence`).
+#[inline(always)]
+pub fn fence_gpu() {
+    unsafe { asm!("fence.acq_rel.gpu;", options(nostack, preserves_flags)) }
+}
+
+/// `atom.add` on a `u32` in global memory, GPU scope; returns the old value.
+#[inline(always)]
+pub unsafe fn atomic_add_u32(p: *mut u32, v: u32) -> u32 {
+    let old: u32;
+    unsafe {
+        asm!("atom.acq_rel.gpu.global.add.u32 {o}, [{p}], {v};", o = out(reg32) old, p = in(reg64) p,
+             v = in(reg32) v, options(nostack, preserves_flags));
+    }
+    old
+}
+
+/// `atom.max` on a `u64` in global memory, GPU scope.
+#[inline(always)]
+pub unsafe fn atomic_max_u64(p: *mut u64, v: u64) {
+    unsafe {
+        asm!("red.relaxed.gpu.global.max.u64 [{p}], {v};", p = in(reg64) p, v = in(reg64) v,
+             options(nostack, preserves_flags));
+    }
+}
+
+/// A load that sees other blocks' writes of this launch (`ld.relaxed.gpu`, never a stale L1 line).
+#[inline(always)]
+pub unsafe fn load_relaxed_f32(p: *const f32) -> f32 {
+    let r: f32;
+    unsafe {
+        asm!("ld.relaxed.gpu.global.f32 {r}, [{p}];", r = out(reg32) r, p = in(reg64) p,
+             options(nostack, preserves_flags));
+    }
+    r
+}
+
+/// As [`load_relaxed_f32`], for a `u64`.
+#[inline(always)]
+pub unsafe fn load_relaxed_u64(p: *const u64) -> u64 {
+    let r: u64;
+    unsafe {
+        asm!("ld.relaxed.gpu.global.u64 {r}, [{p}];", r = out(reg64) r, p = in(reg64) p,
+             options(nostack, preserves_flags));
+    }
+    r
+}
+
+/// `griddepcontrol.launch_dependents` (sm_90 and newer; nothing before): the next kernel on the
+/// stream, where it was launched with programmatic dependent launch, may start once every block
+/// of this one has executed this (or exited). See `host/src/cuda/launch.rs`.
+#[inline(always)]
+pub fn launch_dependents() {
+    #[cfg(target_feature = "sm_90")]
+    unsafe {
+        asm!("griddepcontrol.launch_dependents;", options(nostack, preserves_flags))
+    }
+}
+
+/// `griddepcontrol.wait` (sm_90 and newer; nothing before): waits until the kernels this one
+/// depends on have finished and their writes are visible. A kernel launched with programmatic
+/// dependent launch must call it before it reads or writes anything another kernel writes.
+/// Not `nomem`: no memory access is moved across it.
+#[inline(always)]
+pub fn wait_for_previous_grid() {
+    #[cfg(target_feature = "sm_90")]
+    unsafe {
+        asm!("griddepcontrol.wait;", options(nostack, preserves_flags))
+    }
+}
+
+/// Prefetches the `bytes` bytes at `p` into L2 (`prefetch.global.L2`), the lanes of the warp
+/// taking every 32nd 128-byte line. Moves no data into registers; for weights only.
+#[inline(always)]
+pub unsafe fn prefetch_l2_warp(p: *const u16, bytes: usize) {
+    let mut off = lane() as usize * 128;
+    while off < bytes {
+        unsafe {
+            asm!("prefetch.global.L2 [{p}];", p = in(reg64) (p as *const u8).add(off),
+                 options(nostack, preserves_flags));
+        }
+        off += 32 * 128;
+    }
 }

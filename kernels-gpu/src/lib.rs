@@ -14,8 +14,8 @@
 #![feature(abi_ptx, stdarch_nvptx, asm_experimental_arch)]
 #![allow(clippy::missing_safety_doc)]
 
-pub mod argmax;
 pub mod attention;
+pub mod decode;
 pub mod device;
 pub mod embedding;
 pub mod kv_layout;

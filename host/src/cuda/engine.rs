@@ -7,9 +7,12 @@
 //! and either the logits or, for greedy decoding, one token id out. No output buffer is ever an
 //! input of the same kernel.
 //!
-//! The kernels read the position from device memory, so the one-token decode step is captured
-//! once into a CUDA graph (on its first use) and replayed for every later token: one launch per
-//! token instead of ~12 per layer.
+//! A prompt chunk runs the general kernels, one per step of the CPU engine. A one-token decode
+//! step runs the fused ones (`decode.rs`, `attention_decode_f32`): per layer RMSNorm + q/k/v +
+//! RoPE + cache write in one launch, split-sequence attention, the output product with the residual
+//! add, RMSNorm + gate/up + SwiGLU, and the down product with the residual add; the LM head takes
+//! the argmax as it goes. The kernels read the position from device memory, so that step is
+//! captured once into a CUDA graph (on its first use) and replayed for every later token.
 
 use cust::memory::{AsyncCopyDestination, DeviceBuffer, DevicePointer};
 use cust::sys as cu;
@@ -34,15 +37,16 @@ struct DeviceLinear {
     cols: usize,
 }
 
+/// One decoder layer. The q, k and v weights are stored stacked (`[q_dim + 2·kv_dim, hidden]`,
+/// biases likewise) and so are gate and up (`[2·intermediate, hidden]`): the decode kernels read
+/// each stack as one matrix, the prompt path reads its parts.
 struct DeviceLayer {
     input_layernorm: DeviceBuffer<u16>,
-    q_proj: DeviceLinear,
-    k_proj: DeviceLinear,
-    v_proj: DeviceLinear,
+    qkv: DeviceBuffer<u16>,
+    qkv_bias: DeviceBuffer<f32>,
     o_proj: DeviceLinear,
     post_attention_layernorm: DeviceBuffer<u16>,
-    gate_proj: DeviceLinear,
-    up_proj: DeviceLinear,
+    gate_up: DeviceBuffer<u16>,
     down_proj: DeviceLinear,
 }
 
@@ -60,7 +64,15 @@ struct RunState {
     /// `[pos0, id_0, id_1, …]`: the chunk's start position and token ids, copied in together.
     io: DeviceBuffer<u32>,
     logits: DeviceBuffer<f32>,
-    next: DeviceBuffer<u32>,
+    /// The greedy choice, packed as `lm_head_argmax` leaves it.
+    best: DeviceBuffer<u64>,
+    /// Split-sequence attention scratch: `[heads, splits, head_dim + 2]` partial results and one
+    /// arrival counter per head.
+    partial: DeviceBuffer<f32>,
+    counters: DeviceBuffer<u32>,
+    /// Most blocks per head of the decode attention (long contexts): two per SM over all heads,
+    /// so that one wave of blocks covers the context.
+    splits: usize,
 }
 
 /// Fields drop in declaration order: the graph and every device buffer go before `gpu`, whose
@@ -114,7 +126,28 @@ fn null<T: cust::memory::DeviceCopy>() -> Ptr<T> {
 
 impl CudaEngine {
     pub fn new(gpu: Gpu, cfg: Config, w: &Weights, max_seq: usize) -> Result<Self> {
+        if !cfg.hidden_size.is_multiple_of(8) || !cfg.intermediate_size.is_multiple_of(8) {
+            return Err(Error::Cuda(format!(
+                "the CUDA kernels read weights 8 at a time and need hidden_size ({}) and intermediate_size ({}) \
+                 to be multiples of 8; use --device cpu for this model",
+                cfg.hidden_size, cfg.intermediate_size
+            )));
+        }
         let up_bf16 = |x: &[f32]| gpu.upload(&to_bf16(x));
+        let stacked = |parts: &[&Linear]| -> Result<DeviceBuffer<u16>> {
+            let all: Vec<f32> = parts.iter().flat_map(|l| l.weight.data.iter().copied()).collect();
+            up_bf16(&all)
+        };
+        let stacked_bias = |parts: &[&Linear]| -> Result<DeviceBuffer<f32>> {
+            let mut all = Vec::new();
+            for l in parts {
+                match &l.bias {
+                    Some(b) => all.extend_from_slice(&b.data),
+                    None => all.resize(all.len() + l.weight.shape[0], 0.0),
+                }
+            }
+            gpu.upload(&all)
+        };
         let linear = |l: &Linear| -> Result<DeviceLinear> {
             Ok(DeviceLinear {
                 weight: up_bf16(&l.weight.data)?,
@@ -125,16 +158,18 @@ impl CudaEngine {
         };
         let mut layers = Vec::with_capacity(w.model.layers.len());
         for l in &w.model.layers {
+            let (a, m) = (&l.self_attn, &l.mlp);
+            if m.gate_proj.bias.is_some() || m.up_proj.bias.is_some() {
+                return Err(Error::Cuda("the CUDA engine has no gate/up biases (Qwen2 has none)".into()));
+            }
             layers.push(DeviceLayer {
                 input_layernorm: up_bf16(&l.input_layernorm.data)?,
-                q_proj: linear(&l.self_attn.q_proj)?,
-                k_proj: linear(&l.self_attn.k_proj)?,
-                v_proj: linear(&l.self_attn.v_proj)?,
-                o_proj: linear(&l.self_attn.o_proj)?,
+                qkv: stacked(&[&a.q_proj, &a.k_proj, &a.v_proj])?,
+                qkv_bias: stacked_bias(&[&a.q_proj, &a.k_proj, &a.v_proj])?,
+                o_proj: linear(&a.o_proj)?,
                 post_attention_layernorm: up_bf16(&l.post_attention_layernorm.data)?,
-                gate_proj: linear(&l.mlp.gate_proj)?,
-                up_proj: linear(&l.mlp.up_proj)?,
-                down_proj: linear(&l.mlp.down_proj)?,
+                gate_up: stacked(&[&m.gate_proj, &m.up_proj])?,
+                down_proj: linear(&m.down_proj)?,
             });
         }
         let kv = KvLayout {
@@ -145,6 +180,7 @@ impl CudaEngine {
         };
         let (cos, sin) = rope_tables(max_seq, cfg.head_dim, cfg.rope_theta);
         let zeros = |n: usize| gpu.upload(&vec![0f32; n]);
+        let splits = (2 * gpu.sms / cfg.num_attention_heads).clamp(1, 64);
         let s = RunState {
             x: gpu.alloc(CHUNK * cfg.hidden_size)?,
             xb: gpu.alloc(CHUNK * cfg.hidden_size)?,
@@ -157,7 +193,10 @@ impl CudaEngine {
             hb: gpu.alloc(CHUNK * cfg.intermediate_size)?,
             io: gpu.alloc(CHUNK + 1)?,
             logits: gpu.alloc(cfg.vocab_size)?,
-            next: gpu.alloc(1)?,
+            best: gpu.alloc(1)?,
+            partial: gpu.alloc(cfg.num_attention_heads * splits * (cfg.head_dim + 2))?,
+            counters: gpu.upload(&vec![0u32; cfg.num_attention_heads])?,
+            splits,
         };
         let engine = CudaEngine {
             embed_tokens: up_bf16(&w.model.embed_tokens.data)?,
@@ -192,14 +231,16 @@ impl CudaEngine {
     fn run(&mut self, tokens: &[u32], start: usize) -> Result<()> {
         check_tokens(&self.cfg, tokens, start, self.kv.max_seq)?;
         let mut pos = start;
-        for chunk in tokens.chunks(CHUNK) {
-            self.run_chunk(chunk, pos)?;
+        let chunks = tokens.len().div_ceil(CHUNK);
+        for (i, chunk) in tokens.chunks(CHUNK).enumerate() {
+            self.run_chunk(chunk, pos, i + 1 == chunks)?;
             pos += chunk.len();
         }
         Ok(())
     }
 
-    fn run_chunk(&mut self, tokens: &[u32], pos0: usize) -> Result<()> {
+    /// One chunk of prompt tokens, or one decode step; `last`: the LM head runs after it.
+    fn run_chunk(&mut self, tokens: &[u32], pos0: usize, last: bool) -> Result<()> {
         let t = tokens.len();
         let mut io = Vec::with_capacity(t + 1);
         io.push(pos0 as u32);
@@ -210,7 +251,7 @@ impl CudaEngine {
             self.s.io.index(..t + 1).async_copy_from(&io[..], &self.gpu.stream)
         })?;
         if t > 1 || !self.use_graph {
-            return self.launch_step(t);
+            return self.launch_step(t, last);
         }
         if self.decode_graph.is_none() {
             self.decode_graph = Some(self.capture_decode_step()?);
@@ -224,7 +265,7 @@ impl CudaEngine {
         let stream = self.gpu.stream.as_inner();
         let mode = cu::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
         check("cuStreamBeginCapture", unsafe { cu::cuStreamBeginCapture_v2(stream, mode) })?;
-        let launched = self.launch_step(1);
+        let launched = self.launch_step(1, true);
         let mut graph: cu::CUgraph = std::ptr::null_mut();
         let ended = check("cuStreamEndCapture", unsafe { cu::cuStreamEndCapture(stream, &mut graph) });
         launched?;
@@ -238,66 +279,143 @@ impl CudaEngine {
     }
 
     /// The kernel launches of one forward pass over `t` tokens whose start position and ids are
-    /// already in `s.io`. Only launches: it can be captured into a graph.
-    fn launch_step(&self, t: usize) -> Result<()> {
-        let (g, cfg, s, kv) = (&self.gpu, &self.cfg, &self.s, &self.kv);
+    /// already in `s.io`, ending (with `head`) with the last token's logits in `s.logits` and its
+    /// argmax in `s.best`. Only launches (and one memset): it can be captured into a graph.
+    fn launch_step(&self, t: usize, head: bool) -> Result<()> {
+        let (g, cfg, s) = (&self.gpu, &self.cfg, &self.s);
         let h = cfg.hidden_size;
         let p = |b: &DeviceBuffer<f32>| b.as_device_ptr();
-        let pos0 = s.io.as_device_ptr();
-        let ids = unsafe { pos0.add(1) };
-        let lin = |out: Ptr<f32>, x: Ptr<f32>, l: &DeviceLinear, accumulate: bool| {
-            let bias = l.bias.as_ref().map_or(null(), |b| b.as_device_ptr());
-            g.matmul(out, x, l.weight.as_device_ptr(), bias, l.rows, l.cols, t, accumulate)
-        };
+        let ids = unsafe { s.io.as_device_ptr().add(1) };
 
+        // best = 0 for lm_head_argmax (first, so that no kernel launched with PDL follows a memset)
+        let best = s.best.as_device_ptr();
+        check("cuMemsetD32Async", unsafe { cu::cuMemsetD32Async(best.as_raw(), 0, 2, g.stream.as_inner()) })?;
         // x = embed(tokens)                                      [t, h]
         g.embedding(p(&s.x), self.embed_tokens.as_device_ptr(), ids, t, h, cfg.vocab_size)?;
         for (l, layer) in self.layers.iter().enumerate() {
-            // xb = norm(x); q, k, v = xb·Wqᵀ + bq, …               [t, q_dim], [t, kv_dim] ×2
-            g.rmsnorm(p(&s.xb), p(&s.x), layer.input_layernorm.as_device_ptr(), t, h, cfg.rms_norm_eps)?;
-            lin(p(&s.q), p(&s.xb), &layer.q_proj, false)?;
-            lin(p(&s.k), p(&s.xb), &layer.k_proj, false)?;
-            lin(p(&s.v), p(&s.xb), &layer.v_proj, false)?;
-            // rotate q in place; rotate k into the K cache, copy v into the V cache
-            g.rope_kv_write(
-                p(&s.q),
-                p(&s.k),
-                p(&s.v),
-                p(&self.k_cache),
-                p(&self.v_cache),
-                p(&self.rope_cos),
-                p(&self.rope_sin),
-                kv,
-                cfg.num_attention_heads,
-                l,
-                pos0,
-                t,
-            )?;
-            // att = attention(q, cache); x += att·Woᵀ                [t, q_dim] → [t, h]
-            g.attention(
-                p(&s.att),
-                p(&s.q),
-                p(&self.k_cache),
-                p(&self.v_cache),
-                kv,
-                cfg.num_attention_heads,
-                l,
-                pos0,
-                t,
-            )?;
-            lin(p(&s.x), p(&s.att), &layer.o_proj, true)?;
-            // xb = norm(x); x += (silu(xb·Wgᵀ) ⊙ xb·Wuᵀ)·Wdᵀ          [t, inter] → [t, h]
-            g.rmsnorm(p(&s.xb), p(&s.x), layer.post_attention_layernorm.as_device_ptr(), t, h, cfg.rms_norm_eps)?;
-            lin(p(&s.gate), p(&s.xb), &layer.gate_proj, false)?;
-            lin(p(&s.up), p(&s.xb), &layer.up_proj, false)?;
-            g.swiglu(p(&s.hb), p(&s.gate), p(&s.up), t * cfg.intermediate_size)?;
-            lin(p(&s.x), p(&s.hb), &layer.down_proj, true)?;
+            if t == 1 {
+                self.decode_layer(l, layer)?;
+            } else {
+                self.prompt_layer(t, l, layer)?;
+            }
         }
-        // logits = norm(x[last])·W_lmᵀ                               [vocab]
+        if !head {
+            return Ok(());
+        }
+        // logits = norm(x[last])·W_lmᵀ, best = argmax               [vocab]
         let last = unsafe { p(&s.x).add((t - 1) * h) };
-        g.rmsnorm(p(&s.xb), last, self.norm.as_device_ptr(), 1, h, cfg.rms_norm_eps)?;
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        g.matmul(p(&s.logits), p(&s.xb), head.as_device_ptr(), null(), cfg.vocab_size, h, 1, false)
+        g.lm_head_argmax(
+            p(&s.logits),
+            best,
+            last,
+            self.norm.as_device_ptr(),
+            cfg.rms_norm_eps,
+            head.as_device_ptr(),
+            cfg.vocab_size,
+            h,
+        )
+    }
+
+    /// One layer for one token, through the fused decode kernels (five launches).
+    fn decode_layer(&self, l: usize, layer: &DeviceLayer) -> Result<()> {
+        let (g, cfg, s, kv) = (&self.gpu, &self.cfg, &self.s, &self.kv);
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        let p = |b: &DeviceBuffer<f32>| b.as_device_ptr();
+        let pos = s.io.as_device_ptr();
+        let heads = cfg.num_attention_heads;
+        // q = rope(Wq·norm(x) + bq); K/V cache[pos] = rope(Wk·norm(x) + bk), Wv·norm(x) + bv
+        g.qkv_rope_decode(
+            p(&s.q),
+            p(&self.k_cache),
+            p(&self.v_cache),
+            p(&s.x),
+            layer.input_layernorm.as_device_ptr(),
+            eps,
+            layer.qkv.as_device_ptr(),
+            layer.qkv_bias.as_device_ptr(),
+            p(&self.rope_cos),
+            p(&self.rope_sin),
+            h,
+            kv,
+            heads,
+            l,
+            pos,
+        )?;
+        // att = attention(q, cache[..=pos]); x += att·Woᵀ
+        g.attention_decode(
+            p(&s.att),
+            p(&s.partial),
+            s.counters.as_device_ptr(),
+            p(&s.q),
+            p(&self.k_cache),
+            p(&self.v_cache),
+            kv,
+            heads,
+            l,
+            pos,
+            s.splits,
+        )?;
+        let o = &layer.o_proj;
+        g.residual_matvec_decode(p(&s.x), p(&s.att), o.weight.as_device_ptr(), o.rows, o.cols)?;
+        // hb = silu(Wg·norm(x)) ⊙ Wu·norm(x); x += hb·Wdᵀ
+        let w_gu = layer.gate_up.as_device_ptr();
+        let post_norm = layer.post_attention_layernorm.as_device_ptr();
+        g.gate_up_silu_decode(p(&s.hb), p(&s.x), post_norm, eps, w_gu, cfg.intermediate_size, h)?;
+        let down = &layer.down_proj;
+        g.residual_matvec_decode(p(&s.x), p(&s.hb), down.weight.as_device_ptr(), down.rows, down.cols)
+    }
+
+    /// One layer for a chunk of `t` prompt tokens, one general kernel per step.
+    fn prompt_layer(&self, t: usize, l: usize, layer: &DeviceLayer) -> Result<()> {
+        let (g, cfg, s, kv) = (&self.gpu, &self.cfg, &self.s, &self.kv);
+        let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
+        let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
+        let p = |b: &DeviceBuffer<f32>| b.as_device_ptr();
+        let pos0 = s.io.as_device_ptr();
+        // Rows `first..first + rows` of a stacked weight (and of its bias).
+        let part =
+            |out: Ptr<f32>, w: &DeviceBuffer<u16>, bias: Option<&DeviceBuffer<f32>>, first: usize, rows: usize| {
+                let w = unsafe { w.as_device_ptr().add(first * h) };
+                let b = bias.map_or(null(), |b| unsafe { b.as_device_ptr().add(first) });
+                g.matmul(out, p(&s.xb), w, b, rows, h, t, false)
+            };
+
+        // xb = norm(x); q, k, v = xb·Wqᵀ + bq, …               [t, q_dim], [t, kv_dim] ×2
+        g.rmsnorm(p(&s.xb), p(&s.x), layer.input_layernorm.as_device_ptr(), t, h, cfg.rms_norm_eps)?;
+        part(p(&s.q), &layer.qkv, Some(&layer.qkv_bias), 0, qd)?;
+        part(p(&s.k), &layer.qkv, Some(&layer.qkv_bias), qd, kvd)?;
+        part(p(&s.v), &layer.qkv, Some(&layer.qkv_bias), qd + kvd, kvd)?;
+        // rotate q in place; rotate k into the K cache, copy v into the V cache
+        g.rope_kv_write(
+            p(&s.q),
+            p(&s.k),
+            p(&s.v),
+            p(&self.k_cache),
+            p(&self.v_cache),
+            p(&self.rope_cos),
+            p(&self.rope_sin),
+            kv,
+            cfg.num_attention_heads,
+            l,
+            pos0,
+            t,
+        )?;
+        // att = attention(q, cache); x += att·Woᵀ                [t, q_dim] → [t, h]
+        g.attention(p(&s.att), p(&s.q), p(&self.k_cache), p(&self.v_cache), kv, cfg.num_attention_heads, l, pos0, t)?;
+        self.linear(p(&s.x), p(&s.att), &layer.o_proj, t)?;
+        // xb = norm(x); x += (silu(xb·Wgᵀ) ⊙ xb·Wuᵀ)·Wdᵀ          [t, inter] → [t, h]
+        g.rmsnorm(p(&s.xb), p(&s.x), layer.post_attention_layernorm.as_device_ptr(), t, h, cfg.rms_norm_eps)?;
+        part(p(&s.gate), &layer.gate_up, None, 0, inter)?;
+        part(p(&s.up), &layer.gate_up, None, inter, inter)?;
+        g.swiglu(p(&s.hb), p(&s.gate), p(&s.up), t * inter)?;
+        self.linear(p(&s.x), p(&s.hb), &layer.down_proj, t)
+    }
+
+    /// `out += x·Wᵀ (+ b)` over `t` tokens: the residual adds.
+    fn linear(&self, out: Ptr<f32>, x: Ptr<f32>, l: &DeviceLinear, t: usize) -> Result<()> {
+        let bias = l.bias.as_ref().map_or(null(), |b| b.as_device_ptr());
+        self.gpu.matmul(out, x, l.weight.as_device_ptr(), bias, l.rows, l.cols, t, true)
     }
 }
 
@@ -314,11 +432,9 @@ impl Engine for CudaEngine {
     }
     fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> Result<u32> {
         self.run(tokens, start)?;
-        self.gpu.argmax(self.s.next.as_device_ptr(), self.s.logits.as_device_ptr(), self.cfg.vocab_size)?;
-        let id = self.gpu.download(&self.s.next)?[0];
-        if id as usize >= self.cfg.vocab_size {
-            return Err(Error::Cuda("the logits are all NaN".into()));
+        match super::kernels::decode_best(self.gpu.download(&self.s.best)?[0]) {
+            Some(id) if (id as usize) < self.cfg.vocab_size => Ok(id),
+            _ => Err(Error::Cuda("the logits are all NaN".into())),
         }
-        Ok(id)
     }
 }

@@ -7,6 +7,7 @@ use cust::function::{BlockSize, GridSize};
 use cust::launch;
 use cust::memory::DevicePointer;
 
+use super::launch::kernel_args;
 use super::{Gpu, cuda};
 use crate::error::{Error, Result};
 
@@ -125,12 +126,7 @@ impl Gpu {
         pos0: Ptr<u32>,
         tokens: usize,
     ) -> Result<()> {
-        if kv.head_dim % 32 != 0 || kv.head_dim > 256 {
-            return Err(Error::Cuda(format!(
-                "attention kernel needs head_dim a multiple of 32 up to 256, not {}",
-                kv.head_dim
-            )));
-        }
+        check_head_dim(kv.head_dim)?;
         let f = self.function("attention_f32")?;
         let s = &self.stream;
         let grid = GridSize::xy(u32_of("heads", heads)?, u32_of("tokens", tokens)?);
@@ -155,11 +151,132 @@ impl Gpu {
         }
     }
 
-    /// `argmax.rs`: `out[0] = argmax x[..n]`.
-    pub fn argmax(&self, out: Ptr<u32>, x: Ptr<f32>, n: usize) -> Result<()> {
-        let f = self.function("argmax_f32")?;
-        let s = &self.stream;
-        let n = u32_of("n", n)?;
-        unsafe { cuda("argmax_f32", launch!(f<<<GridSize::x(1), BlockSize::x(1024), 1024 * 8, s>>>(out, x, n))) }
+    /// `decode.rs`: `[q; k; v] = W_qkv · rmsnorm(x) + b`, RoPE on q and k, q to `q`, k and v into
+    /// the caches at position `*pos`. One token; `w` is the three weights stacked.
+    #[allow(clippy::too_many_arguments)]
+    pub fn qkv_rope_decode(
+        &self,
+        q: Ptr<f32>,
+        k_cache: Ptr<f32>,
+        v_cache: Ptr<f32>,
+        x: Ptr<f32>,
+        norm: Ptr<u16>,
+        eps: f32,
+        w: Ptr<u16>,
+        bias: Ptr<f32>,
+        cos: Ptr<f32>,
+        sin: Ptr<f32>,
+        cols: usize,
+        kv: &crate::kv::KvLayout,
+        heads: usize,
+        layer: usize,
+        pos: Ptr<u32>,
+    ) -> Result<()> {
+        let f = self.function("qkv_rope_decode")?;
+        let pairs = (heads + 2 * kv.kv_heads) * kv.head_dim / 2;
+        let grid = [u32_of("q/k/v rows", pairs)?.div_ceil(8), 1, 1];
+        let (c, h, g, d) = (u32_of("cols", cols)?, heads as u32, kv.kv_heads as u32, kv.head_dim as u32);
+        let (l, m) = (layer as u32, u32_of("max_seq", kv.max_seq)?);
+        let mut args = kernel_args![q, k_cache, v_cache, x, norm, eps, w, bias, cos, sin, c, h, g, d, l, m, pos];
+        unsafe { self.launch_overlapped(&f, "qkv_rope_decode", grid, 256, 0, &mut args) }
     }
+
+    /// `decode.rs`: `out = silu(gate) · up` with `[gate; up] = W_gu · rmsnorm(x)`, one token.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gate_up_silu_decode(
+        &self,
+        out: Ptr<f32>,
+        x: Ptr<f32>,
+        norm: Ptr<u16>,
+        eps: f32,
+        w: Ptr<u16>,
+        inter: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let f = self.function("gate_up_silu_decode")?;
+        let (i, c) = (u32_of("intermediate", inter)?, u32_of("cols", cols)?);
+        let mut args = kernel_args![out, x, norm, eps, w, i, c];
+        unsafe { self.launch_overlapped(&f, "gate_up_silu_decode", [i.div_ceil(8), 1, 1], 256, 0, &mut args) }
+    }
+
+    /// `decode.rs`: `logits = W · rmsnorm(x)` and the packed argmax in `best` (which must be 0
+    /// before; [`decode_best`] reads it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn lm_head_argmax(
+        &self,
+        logits: Ptr<f32>,
+        best: Ptr<u64>,
+        x: Ptr<f32>,
+        norm: Ptr<u16>,
+        eps: f32,
+        w: Ptr<u16>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let f = self.function("lm_head_argmax")?;
+        let (r, c) = (u32_of("rows", rows)?, u32_of("cols", cols)?);
+        let grid = [r.div_ceil(8 * LM_HEAD_ROWS_PER_WARP), 1, 1];
+        let mut args = kernel_args![logits, best, x, norm, eps, w, r, c];
+        unsafe { self.launch_overlapped(&f, "lm_head_argmax", grid, 256, 0, &mut args) }
+    }
+
+    /// `decode.rs`: `out += W · x` for one token (the residual products).
+    pub fn residual_matvec_decode(
+        &self,
+        out: Ptr<f32>,
+        x: Ptr<f32>,
+        w: Ptr<u16>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let f = self.function("residual_matvec_decode")?;
+        let (r, c) = (u32_of("rows", rows)?, u32_of("cols", cols)?);
+        let mut args = kernel_args![out, x, w, r, c];
+        unsafe { self.launch_overlapped(&f, "residual_matvec_decode", [r, 1, 1], 128, 32 * 4, &mut args) }
+    }
+
+    /// `attention.rs`: split-sequence attention of the one query row at position `*pos0`.
+    /// `partial` holds `heads · splits · (head_dim + 2)` f32, `counters` `heads` u32 (zero).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_decode(
+        &self,
+        out: Ptr<f32>,
+        partial: Ptr<f32>,
+        counters: Ptr<u32>,
+        q: Ptr<f32>,
+        k_cache: Ptr<f32>,
+        v_cache: Ptr<f32>,
+        kv: &crate::kv::KvLayout,
+        heads: usize,
+        layer: usize,
+        pos0: Ptr<u32>,
+        splits: usize,
+    ) -> Result<()> {
+        check_head_dim(kv.head_dim)?;
+        let f = self.function("attention_decode_f32")?;
+        let grid = [u32_of("heads", heads)?, u32_of("splits", splits)?, 1];
+        let smem = ((8 * (kv.head_dim + 2) + 1) * 4) as u32;
+        let (h, g, d) = (heads as u32, kv.kv_heads as u32, kv.head_dim as u32);
+        let (l, m, n) = (layer as u32, u32_of("max_seq", kv.max_seq)?, splits as u32);
+        let mut args = kernel_args![out, partial, counters, q, k_cache, v_cache, h, g, d, l, m, pos0, n];
+        unsafe { self.launch_overlapped(&f, "attention_decode_f32", grid, 256, smem, &mut args) }
+    }
+}
+
+/// Rows per warp of `lm_head_argmax`.
+const LM_HEAD_ROWS_PER_WARP: u32 = 4;
+
+/// The token id packed in `lm_head_argmax`'s `best` (`None` when every logit was NaN).
+pub fn decode_best(best: u64) -> Option<u32> {
+    let id = u32::MAX - best as u32;
+    (best != 0).then_some(id)
+}
+
+fn check_head_dim(head_dim: usize) -> Result<()> {
+    if head_dim % 32 != 0 || head_dim > 256 {
+        return Err(Error::Cuda(format!(
+            "the attention kernels need head_dim a multiple of 32 up to 256, not {head_dim}"
+        )));
+    }
+    Ok(())
 }

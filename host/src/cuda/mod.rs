@@ -3,8 +3,10 @@
 
 pub mod engine;
 pub mod kernels;
+mod launch;
 
 pub use engine::CudaEngine;
+pub use kernels::decode_best;
 
 use cust::context::Context;
 use cust::device::Device;
@@ -29,8 +31,12 @@ pub fn ptx_for(cc: u32) -> Option<(&'static str, &'static str)> {
 pub struct Gpu {
     pub name: String,
     pub arch: &'static str,
+    /// Streaming multiprocessors.
+    pub sms: usize,
     pub module: Module,
     pub stream: Stream,
+    /// `cuLaunchKernelEx`, for programmatic dependent launch (see `launch.rs`); `None` where unused.
+    launch_ex: Option<launch::LaunchKernelEx>,
     _context: Context,
 }
 
@@ -46,6 +52,7 @@ impl Gpu {
         let minor =
             cuda("compute capability", device.get_attribute(cust::device::DeviceAttribute::ComputeCapabilityMinor))?;
         let cc = (major * 10 + minor) as u32;
+        let sms = cuda("SM count", device.get_attribute(cust::device::DeviceAttribute::MultiprocessorCount))?;
         let (arch, ptx) = ptx_for(cc).ok_or_else(|| {
             Error::Cuda(format!(
                 "{name} (sm_{cc}) is older than every embedded PTX ({:?}); rebuild with QWEN_RS_CUDA_ARCHS=sm_{cc}",
@@ -58,7 +65,8 @@ impl Gpu {
         // decode step can be captured into a graph while other threads use the same (primary)
         // context, and nothing here waits on anyone else's work.
         let stream = cuda("cuStreamCreate", Stream::new(StreamFlags::NON_BLOCKING, None))?;
-        Ok(Gpu { name, arch, module, stream, _context: context })
+        let launch_ex = launch::find_launch_kernel_ex(cc);
+        Ok(Gpu { name, arch, sms: sms.max(1) as usize, module, stream, launch_ex, _context: context })
     }
 
     pub fn upload<T: DeviceCopy>(&self, data: &[T]) -> Result<DeviceBuffer<T>> {

@@ -1,0 +1,125 @@
+//! Kernel launches with programmatic dependent launch (PDL, Hopper and newer).
+//!
+//! Normally a kernel starts only after the previous kernel on its stream has finished, and at
+//! batch 1 the GPU idles for a few microseconds at every such boundary. A kernel launched with
+//! the `PROGRAMMATIC_STREAM_SERIALIZATION` attribute may start as soon as every block of the
+//! previous kernel has executed `griddepcontrol.launch_dependents`; it must then execute
+//! `griddepcontrol.wait` before it touches anything the previous kernel writes. The decode kernels
+//! do both (`kernels-gpu/src/device.rs`: `launch_dependents`, `wait_for_previous_grid`) and, in
+//! between, prefetch their own weights into L2, so a layer's weights stream in while the
+//! previous kernel finishes.
+//!
+//! `cuLaunchKernelEx` (CUDA 12) is not among `cust` 0.3's bindings: it is looked up at run time
+//! with `cuGetProcAddress`, and where the driver lacks it, or the device is older than sm_90, or
+//! `QWEN_RS_NO_PDL` is set, the launch is an ordinary `cuLaunchKernel`.
+
+use std::ffi::c_void;
+use std::os::raw::{c_int, c_uint};
+
+use cust::function::Function;
+use cust::sys as cu;
+
+use super::Gpu;
+use crate::error::{Error, Result};
+
+/// `CUlaunchAttribute` (cuda.h): an id, padding to 8 bytes, a 64-byte value union.
+#[repr(C)]
+struct LaunchAttribute {
+    id: c_uint,
+    pad: [u8; 4],
+    value: [u8; 64],
+}
+
+/// `CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION` (cuda.h).
+const PROGRAMMATIC_STREAM_SERIALIZATION: c_uint = 6;
+
+/// `CUlaunchConfig` (cuda.h).
+#[repr(C)]
+pub(super) struct LaunchConfig {
+    grid: [c_uint; 3],
+    block: [c_uint; 3],
+    shared_mem_bytes: c_uint,
+    stream: cu::CUstream,
+    attrs: *mut LaunchAttribute,
+    num_attrs: c_uint,
+}
+
+pub(super) type LaunchKernelEx =
+    unsafe extern "C" fn(*const LaunchConfig, cu::CUfunction, *mut *mut c_void, *mut *mut c_void) -> cu::CUresult;
+
+/// `cuLaunchKernelEx` where the driver and device support PDL and it is not turned off.
+pub(super) fn find_launch_kernel_ex(cc: u32) -> Option<LaunchKernelEx> {
+    if cc < 90 || std::env::var_os("QWEN_RS_NO_PDL").is_some() {
+        return None;
+    }
+    let mut pfn: *mut c_void = std::ptr::null_mut();
+    let name = c"cuLaunchKernelEx";
+    let r = unsafe { cu::cuGetProcAddress(name.as_ptr(), &mut pfn, 12000 as c_int, 0) };
+    if r != cu::CUresult::CUDA_SUCCESS || pfn.is_null() {
+        return None;
+    }
+    // SAFETY: the driver returned its `cuLaunchKernelEx`, whose C signature `LaunchKernelEx` mirrors.
+    Some(unsafe { std::mem::transmute::<*mut c_void, LaunchKernelEx>(pfn) })
+}
+
+/// The kernel-argument array `cuLaunchKernel` takes: a pointer to each argument.
+macro_rules! kernel_args {
+    ($($arg:expr),* $(,)?) => {
+        [$(&$arg as *const _ as *mut ::std::ffi::c_void),*]
+    };
+}
+pub(crate) use kernel_args;
+
+impl Gpu {
+    /// Whether decode kernels are launched with programmatic dependent launch.
+    pub fn uses_pdl(&self) -> bool {
+        self.launch_ex.is_some()
+    }
+
+    /// Launches `f` on the stream, allowed to overlap the previous kernel (PDL) where supported.
+    /// `f` must wait for the previous grid (`griddepcontrol.wait`) before reading or writing any
+    /// activation. `args` points at each argument, in the kernel's order, with the kernel's types.
+    pub(super) unsafe fn launch_overlapped(
+        &self,
+        f: &Function,
+        name: &str,
+        grid: [u32; 3],
+        block: u32,
+        shared: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
+        let stream = self.stream.as_inner();
+        let r = match self.launch_ex {
+            Some(launch) => {
+                let mut value = [0u8; 64];
+                value[..4].copy_from_slice(&1i32.to_ne_bytes());
+                let mut attr = LaunchAttribute { id: PROGRAMMATIC_STREAM_SERIALIZATION, pad: [0; 4], value };
+                let config = LaunchConfig {
+                    grid,
+                    block: [block, 1, 1],
+                    shared_mem_bytes: shared,
+                    stream,
+                    attrs: &mut attr,
+                    num_attrs: 1,
+                };
+                unsafe { launch(&config, f.to_raw(), args.as_mut_ptr(), std::ptr::null_mut()) }
+            }
+            None => unsafe {
+                cu::cuLaunchKernel(
+                    f.to_raw(),
+                    grid[0],
+                    grid[1],
+                    grid[2],
+                    block,
+                    1,
+                    1,
+                    shared,
+                    stream,
+                    args.as_mut_ptr(),
+                    std::ptr::null_mut(),
+                )
+            },
+        };
+        if r == cu::CUresult::CUDA_SUCCESS { Ok(()) } else { Err(Error::Cuda(format!("launching {name}: {r:?}"))) }
+    }
+}

@@ -1,0 +1,378 @@
+//! One-token (decode) products: RMSNorm folded into a matrix-vector product, with the step that
+//! follows the product done in the same kernel's epilogue, and the plain residual products. At
+//! batch 1 every kernel boundary costs a drain and a refill of the GPU, so one decoder layer is
+//! four of these launches and the attention, instead of twelve kernels.
+//!
+//! Every kernel here starts the same way: `launch_dependents` (the next kernel may be scheduled),
+//! an L2 prefetch of the weight rows it will read and a load of their first batch, then
+//! `wait_for_previous_grid` before touching any activation. Launched with programmatic dependent launch (`host/src/cuda/launch.rs`), a
+//! kernel's weights thus stream in while the kernel before it finishes; launched normally, the
+//! two calls cost nothing.
+//!
+//! Shared math. With `x` the residual stream (`[cols]` f32), `g` an RMSNorm weight (`[cols]`
+//! bf16) and `W` a bf16 weight `[rows, cols]`:
+//! `y[r] = s · Σ_c x[c]·g[c]·W[r, c] + b[r]`, `s = 1 / sqrt(Σ_c x[c]² / cols + eps)`,
+//! which is `W · rmsnorm(x) + b`. The sum of squares is accumulated in the same pass over the
+//! columns as the dot products, so the norm costs no extra pass and no barrier.
+//!
+//! Each warp computes one, two or four rows: lanes stride over 16-byte chunks (eight weights,
+//! `ld.global.nc.v4`) taken in batches of a few per row, all of a batch's loads issued together and
+//! the next batch's issued before the current one is used; then a warp reduction. `cols % 8 == 0`
+//! and every pointer 16-byte aligned (the CUDA engine refuses other shapes).
+//! The block, grid and shared memory are given with each kernel.
+//! CPU twins: `host::cpu::ops::{rmsnorm, matmul}` followed by the epilogue's twin.
+
+use crate::device::*;
+use crate::kv_layout::kv_cache_offset;
+
+/// Eight f32 of `x` times eight bf16 of `g` (packed in `gv`), starting at `x`; adds `Σ x²` to `ss`.
+#[inline(always)]
+unsafe fn scaled_x8(x: *const f32, gv: &[u32; 4], ss: &mut f32) -> [f32; 8] {
+    let (a, b) = unsafe { (load_v4_f32(x), load_v4_f32(x.add(4))) };
+    let xs = [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]];
+    let mut out = [0.0f32; 8];
+    for k in 0..4 {
+        let (lo, hi) = bf16x2_to_f32(gv[k]);
+        *ss += xs[2 * k] * xs[2 * k] + xs[2 * k + 1] * xs[2 * k + 1];
+        out[2 * k] = xs[2 * k] * lo;
+        out[2 * k + 1] = xs[2 * k + 1] * hi;
+    }
+    out
+}
+
+#[inline(always)]
+fn dot8(wv: &[u32; 4], xs: &[f32; 8]) -> f32 {
+    let mut acc = 0.0;
+    for k in 0..4 {
+        let (lo, hi) = bf16x2_to_f32(wv[k]);
+        acc += lo * xs[2 * k] + hi * xs[2 * k + 1];
+    }
+    acc
+}
+
+/// Eight f32 of `x` starting at `x` (16-byte aligned).
+#[inline(always)]
+unsafe fn x8(x: *const f32) -> [f32; 8] {
+    let (a, b) = unsafe { (load_v4_f32(x), load_v4_f32(x.add(4))) };
+    [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+}
+
+/// Weights of one batch: for each of `R` rows, `B` 16-byte chunks of this thread.
+type Batch<const R: usize, const B: usize> = [[[u32; 4]; B]; R];
+
+/// Which threads share a row, and which of them this one is: a warp (`T = 32`, index the lane)
+/// or a whole block (`T = blockDim.x`, index the thread). Chunk slots of a row go round them:
+/// thread `me` takes columns `me·8, me·8 + 8T, …`, and batch `j` is its slots `jB .. jB + B`.
+#[derive(Clone, Copy)]
+struct Team {
+    size: usize,
+    me: usize,
+}
+
+impl Team {
+    fn warp() -> Self {
+        Team { size: 32, me: lane() as usize }
+    }
+    fn block() -> Self {
+        Team { size: block_dim_x() as usize, me: thread_x() as usize }
+    }
+    /// Column of this thread's chunk `b` of batch `j`.
+    #[inline(always)]
+    fn col<const B: usize>(self, j: usize, b: usize) -> usize {
+        ((j * B + b) * self.size + self.me) * 8
+    }
+}
+
+/// Loads batch `j` of each row (zeros for slots past `cols`). All `R·B` loads are issued before
+/// any is used.
+#[inline(always)]
+unsafe fn load_batch<const R: usize, const B: usize>(team: Team, rows: &[*const u16; R], j: usize, cols: usize) -> Batch<R, B> {
+    let mut w = [[[0u32; 4]; B]; R];
+    for b in 0..B {
+        let c = team.col::<B>(j, b);
+        if c < cols {
+            for r in 0..R {
+                w[r][b] = unsafe { load_nc_v4(rows[r].add(c) as *const u32) };
+            }
+        }
+    }
+    w
+}
+
+/// This thread's share of `W[rows[i]] · (x ⊙ g)` (with `NORM`) or `W[rows[i]] · x` (without; `g`
+/// unused) for `R` rows at once, and of `Σ x²` (with `NORM`): summed over the team, they give the
+/// products (see [`warp_finish`]). `first` is batch 0 of the rows, loaded by the caller (before
+/// `wait_for_previous_grid`: weights never change). Batch `j + 1` is loaded before batch `j` is
+/// used, so a thread always has one batch in flight while it computes another.
+#[inline(always)]
+unsafe fn partial_dots<const R: usize, const B: usize, const NORM: bool>(
+    team: Team,
+    rows: [*const u16; R],
+    first: Batch<R, B>,
+    x: *const f32,
+    g: *const u16,
+    cols: usize,
+) -> ([f32; R], f32) {
+    let mut acc = [0.0f32; R];
+    let mut ss = 0.0f32;
+    let batches = cols.div_ceil(8 * team.size * B);
+    let mut cur = first;
+    for j in 0..batches {
+        let next =
+            if j + 1 < batches { unsafe { load_batch::<R, B>(team, &rows, j + 1, cols) } } else { [[[0; 4]; B]; R] };
+        let mut xs = [[0.0f32; 8]; B];
+        for b in 0..B {
+            let c = team.col::<B>(j, b);
+            if c < cols {
+                xs[b] = if NORM {
+                    unsafe { scaled_x8(x.add(c), &load_nc_v4(g.add(c) as *const u32), &mut ss) }
+                } else {
+                    unsafe { x8(x.add(c)) }
+                };
+            }
+        }
+        for b in 0..B {
+            for r in 0..R {
+                acc[r] += dot8(&cur[r][b], &xs[b]);
+            }
+        }
+        cur = next;
+    }
+    (acc, ss)
+}
+
+/// Sums a warp team's [`partial_dots`] over the warp (every lane gets the results) and applies
+/// the RMSNorm scale `1 / sqrt(Σ x² / cols + eps)` with `NORM`.
+#[inline(always)]
+fn warp_finish<const R: usize, const NORM: bool>((acc, ss): ([f32; R], f32), cols: usize, eps: f32) -> [f32; R] {
+    let scale = if NORM { 1.0 / sqrt(warp_sum(ss) / cols as f32 + eps) } else { 1.0 };
+    let sums = warp_sum_n(acc);
+    let mut out = [0.0f32; R];
+    for r in 0..R {
+        out[r] = sums[r] * scale;
+    }
+    out
+}
+
+/// The start of every kernel here: let the next kernel be scheduled, prefetch the team's weight
+/// rows (`cols` bf16 each) into L2 where they span more than one batch, and load the first
+/// batch, returned. The caller then loads any other constant it needs (biases, RoPE tables) and
+/// calls `wait_for_previous_grid` before it touches an activation.
+#[inline(always)]
+unsafe fn prologue<const R: usize, const B: usize>(team: Team, rows: [*const u16; R], cols: usize) -> Batch<R, B> {
+    launch_dependents();
+    if cols > 8 * team.size * B && team.me < 32 {
+        for r in rows {
+            unsafe { prefetch_l2_warp(r, cols * 2) };
+        }
+    }
+    unsafe { load_batch::<R, B>(team, &rows, 0, cols) }
+}
+
+/// The global warp index of this thread.
+#[inline(always)]
+fn global_warp() -> usize {
+    (block_x() * (block_dim_x() / WARP) + warp_id()) as usize
+}
+
+/// Attention input projection for one token: `[q; k; v] = W_qkv · rmsnorm(x) + b_qkv`, then RoPE
+/// on `q` and `k` (NeoX rotate-half, as `rope.rs`), `q` written to `q_out`, `k` and `v` written
+/// into the caches at `kv_cache_offset(layer, g, p)` with `p = *pos` (device memory, so a captured
+/// graph replays at any position).
+///
+/// Layout: `w` is `[(heads + 2·kv_heads)·d, cols]` (the q, k and v weights stacked, in that
+/// order), `bias` the same stacking of the three biases (null for none); `q_out` `[heads·d]`;
+/// `cos`/`sin` `[max_seq, d/2]`.
+/// Block `(256, 1, 1)`; grid `(ceil(pairs / 8), 1, 1)`, `pairs = (heads + 2·kv_heads)·d/2`: warp `i < (heads + kv_heads)·d/2`
+/// computes the rotation pair `(j, j + d/2)` of q/k head `i / (d/2)`, `j = i mod d/2`; the
+/// remaining warps compute two adjacent rows of v each.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn qkv_rope_decode(
+    q_out: *mut f32,
+    k_cache: *mut f32,
+    v_cache: *mut f32,
+    x: *const f32,
+    norm: *const u16,
+    eps: f32,
+    w: *const u16,
+    bias: *const f32,
+    cos: *const f32,
+    sin: *const f32,
+    cols: u32,
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    layer: u32,
+    max_seq: u32,
+    pos: *const u32,
+) {
+    let (cols, heads, kv_heads, d) = (cols as usize, heads as usize, kv_heads as usize, head_dim as usize);
+    let half = d / 2;
+    let i = global_warp();
+    let rotated = (heads + kv_heads) * half;
+    if i >= rotated + kv_heads * half {
+        launch_dependents();
+        return; // whole warps leave together
+    }
+    // The two rows this warp computes.
+    let (r1, r2) = if i < rotated {
+        let r = (i / half) * d + i % half;
+        (r, r + half)
+    } else {
+        let r = (heads + kv_heads) * d + 2 * (i - rotated);
+        (r, r + 1)
+    };
+    let rows = unsafe { [w.add(r1 * cols), w.add(r2 * cols)] };
+    let team = Team::warp();
+    let first = unsafe { prologue::<2, 4>(team, rows, cols) };
+    // The position (copied in before the step), biases and RoPE table entries: none is written by
+    // a kernel, so they are loaded before the wait too.
+    let p = unsafe { *pos } as usize;
+    if p >= max_seq as usize {
+        return; // the host checks this; never write past the cache
+    }
+    let (hh, j) = (r1 / d, r1 % d);
+    let (b1, b2) = if bias.is_null() { (0.0, 0.0) } else { unsafe { (*bias.add(r1), *bias.add(r2)) } };
+    let (c, s) = if i < rotated { unsafe { (*cos.add(p * half + j), *sin.add(p * half + j)) } } else { (1.0, 0.0) };
+    wait_for_previous_grid();
+    let [y1, y2] =
+        warp_finish::<2, true>(unsafe { partial_dots::<2, 4, true>(team, rows, first, x, norm, cols) }, cols, eps);
+    if lane() != 0 {
+        return;
+    }
+    let (y1, y2) = (y1 + b1, y2 + b2);
+    let at = |g: usize| kv_cache_offset(layer as usize, g, p, kv_heads, max_seq as usize, d);
+    unsafe {
+        if i < rotated {
+            let (a, b) = (y1 * c - y2 * s, y2 * c + y1 * s);
+            if hh < heads {
+                *q_out.add(r1) = a;
+                *q_out.add(r2) = b;
+            } else {
+                let o = at(hh - heads);
+                *k_cache.add(o + j) = a;
+                *k_cache.add(o + j + half) = b;
+            }
+        } else {
+            let o = at(hh - heads - kv_heads);
+            *v_cache.add(o + j) = y1;
+            *v_cache.add(o + j + 1) = y2;
+        }
+    }
+}
+
+/// MLP input for one token: `out[r] = silu(gate[r]) · up[r]` with `[gate; up] = W_gu · rmsnorm(x)`,
+/// `silu(z) = z / (1 + e^{−z})`.
+/// Layout: `w` is `[2·inter, cols]` (the gate weight, then the up weight); `out` `[inter]`.
+/// Block `(256, 1, 1)`; grid `(ceil(inter / 8), 1, 1)`: warp `r` computes gate row `r` and up row
+/// `inter + r`.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn gate_up_silu_decode(
+    out: *mut f32,
+    x: *const f32,
+    norm: *const u16,
+    eps: f32,
+    w: *const u16,
+    inter: u32,
+    cols: u32,
+) {
+    let (r, inter, cols) = (global_warp(), inter as usize, cols as usize);
+    if r >= inter {
+        launch_dependents();
+        return;
+    }
+    let rows = unsafe { [w.add(r * cols), w.add((inter + r) * cols)] };
+    let team = Team::warp();
+    let first = unsafe { prologue::<2, 4>(team, rows, cols) };
+    wait_for_previous_grid();
+    let [gate, up] =
+        warp_finish::<2, true>(unsafe { partial_dots::<2, 4, true>(team, rows, first, x, norm, cols) }, cols, eps);
+    if lane() == 0 {
+        unsafe { *out.add(r) = gate / (1.0 + exp(-gate)) * up };
+    }
+}
+
+/// Rows each warp of `lm_head_argmax` computes.
+pub const LM_HEAD_ROWS_PER_WARP: u32 = 4;
+
+/// LM head and greedy choice for one token: `logits = W · rmsnorm(x)` and the index of the
+/// largest logit, the smallest index on ties, NaNs never winning.
+///
+/// The choice is kept in `best` as one `u64` that `atom.max` can update: the logit's bits mapped
+/// to an unsigned key in the order of the floats, in the upper half, and `u32::MAX − index` in
+/// the lower half. `best` must be 0 before the launch; after it, `index = u32::MAX − (best as u32)`
+/// (0 left in `best` decodes to `u32::MAX`: every logit was NaN). A warp updates `best` only when
+/// it beats the value it reads there, so few of the atomics are issued.
+/// Block `(256, 1, 1)`; grid `(ceil(rows / (8 · 4)), 1, 1)`: warp `i` computes rows `4i .. 4i + 4`.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn lm_head_argmax(
+    logits: *mut f32,
+    best: *mut u64,
+    x: *const f32,
+    norm: *const u16,
+    eps: f32,
+    w: *const u16,
+    rows: u32,
+    cols: u32,
+) {
+    let (rows, cols) = (rows as usize, cols as usize);
+    const N: usize = LM_HEAD_ROWS_PER_WARP as usize;
+    let first = global_warp() * N;
+    if first >= rows {
+        launch_dependents();
+        return;
+    }
+    // Rows past the end repeat the last row; their results are dropped.
+    let mut ptrs = [w; N];
+    for (k, p) in ptrs.iter_mut().enumerate() {
+        *p = unsafe { w.add((first + k).min(rows - 1) * cols) };
+    }
+    let team = Team::warp();
+    let batch = unsafe { prologue::<N, 2>(team, ptrs, cols) };
+    wait_for_previous_grid();
+    let ys = warp_finish::<N, true>(unsafe { partial_dots::<N, 2, true>(team, ptrs, batch, x, norm, cols) }, cols, eps);
+    let mut mine = 0u64;
+    for (k, &y) in ys.iter().enumerate() {
+        let r = first + k;
+        if r >= rows {
+            break;
+        }
+        if lane() == k as u32 {
+            unsafe { *logits.add(r) = y };
+        }
+        if y == y {
+            let bits = y.to_bits();
+            let key = if bits & 0x8000_0000 != 0 { !bits } else { bits | 0x8000_0000 };
+            mine = mine.max(((key as u64) << 32) | (u32::MAX - r as u32) as u64);
+        }
+    }
+    if lane() == 0 && mine > unsafe { load_relaxed_u64(best) } {
+        unsafe { atomic_max_u64(best, mine) };
+    }
+}
+
+/// Residual product for one token: `out[r] += W[r] · x` (the attention output projection and the
+/// MLP down projection, whose results are added to the residual stream).
+/// Layout: `w` `[rows, cols]`, `x` `[cols]`, `out` `[rows]`, `out` not aliasing `x`.
+/// Block `(128, 1, 1)`, dynamic shared memory `32 · 4` bytes; grid `(rows, 1, 1)`: one block per
+/// row, its 128 threads sharing the row's chunks (a batch of four each, the next in flight while
+/// one is used), then a block reduction. These products have few rows of many columns (896 × 4864
+/// for the 0.5B down projection): a warp per row would leave too few loads in flight.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn residual_matvec_decode(out: *mut f32, x: *const f32, w: *const u16, rows: u32, cols: u32) {
+    let (r, cols) = (block_x() as usize, cols as usize);
+    if r >= rows as usize {
+        launch_dependents();
+        return; // the whole block
+    }
+    let team = Team::block();
+    let row = unsafe { [w.add(r * cols)] };
+    let first = unsafe { prologue::<1, 4>(team, row, cols) };
+    wait_for_previous_grid();
+    let before = if thread_x() == 0 { unsafe { *out.add(r) } } else { 0.0 }; // issued before the products
+    let ([part], _) = unsafe { partial_dots::<1, 4, false>(team, row, first, x, core::ptr::null(), cols) };
+    let y = unsafe { block_sum(part, dynamic_shared::<f32>()) };
+    if thread_x() == 0 {
+        unsafe { *out.add(r) = before + y };
+    }
+}
