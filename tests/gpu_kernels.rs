@@ -87,14 +87,17 @@ fn embedding_matches_cpu() {
 fn matmul_matches_cpu() {
     let gpu = Gpu::open().expect("a CUDA device");
     let mut rng = fresh_rng();
-    // (rows, cols, tokens, bias, accumulate): vectorised (cols % 8 == 0) and scalar paths, ragged rows.
+    // (rows, cols, tokens, bias, accumulate): 0.5B prompt shapes, vectorised (cols % 8 == 0) and
+    // scalar staging, tiles ragged in every dimension (rows, tokens not multiples of 64, cols of 32).
     let cases = [
-        (896, 896, 1, true, false),
-        (4864, 896, 1, false, true),
+        (896, 896, 256, true, false),
+        (4864, 896, 100, false, true),
+        (896, 4864, 256, false, true),
         (131, 200, 5, true, true),
         (77, 33, 3, false, false),
-        (151936, 64, 1, false, false),
         (1000, 4864, 17, true, false),
+        (128, 896, 1, true, false),
+        (3584, 3584, 70, true, false),
     ];
     for &(rows, cols, tokens, bias, accumulate) in &cases {
         let (wb, w) = to_bf16(&randn(&mut rng, rows * cols));
@@ -122,7 +125,10 @@ fn matmul_matches_cpu() {
         .unwrap();
         let err = rel_l2(&gpu.download(&out).unwrap(), &want);
         println!("matmul {rows}x{cols}, {tokens} tokens, bias {bias}, accumulate {accumulate}: rel L2 {err:.2e}");
-        assert!(err < 1e-5, "matmul {rows}x{cols}x{tokens}: {err}");
+        // Split TF32 keeps ~21 bits of each activation and the tensor cores accumulate in f32 (not
+        // quite IEEE): 4e-6 at 896 columns and 2e-5 at 4864 were measured, TF32 alone gives ~3e-4
+        // and bf16 activations ~2e-3.
+        assert!(err < 1e-4, "matmul {rows}x{cols}x{tokens}: {err}");
     }
 }
 

@@ -56,7 +56,7 @@ impl Gpu {
         }
     }
 
-    /// `matmul.rs`: `out[t, r] (+)= x[t]·w[r] + bias[r]`. `bias` may be null.
+    /// `matmul.rs`: `out[t, r] (+)= x[t]·w[r] + bias[r]` on tensor cores. `bias` may be null.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
@@ -69,14 +69,15 @@ impl Gpu {
         tokens: usize,
         accumulate: bool,
     ) -> Result<()> {
-        let f = self.function("matmul_bf16")?;
+        let f = self.function("matmul_tc")?;
         let s = &self.stream;
         let (r, c, t) = (u32_of("rows", rows)?, u32_of("cols", cols)?, u32_of("tokens", tokens)?);
-        let grid = GridSize::x(r.div_ceil(8));
+        let grid = GridSize::xy(r.div_ceil(64), t.div_ceil(64));
+        let smem = 2 * 64 * 36 * 4;
         unsafe {
             cuda(
-                "matmul_bf16",
-                launch!(f<<<grid, BlockSize::x(256), 0, s>>>(out, x, w, bias, r, c, t, accumulate as u32)),
+                "matmul_tc",
+                launch!(f<<<grid, BlockSize::x(128), smem, s>>>(out, x, w, bias, r, c, t, accumulate as u32)),
             )
         }
     }
