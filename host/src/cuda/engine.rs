@@ -30,24 +30,54 @@ use crate::weights::{Linear, Weights};
 /// Prompt tokens processed per pass; longer prompts run in several passes.
 pub const CHUNK: usize = 256;
 
-struct DeviceLinear {
-    weight: DeviceBuffer<u16>,
-    bias: Option<DeviceBuffer<f32>>,
-    rows: usize,
-    cols: usize,
-}
-
-/// One decoder layer. The q, k and v weights are stored stacked (`[q_dim + 2·kv_dim, hidden]`,
+/// One decoder layer: pointers into the engine's one weight allocation (bf16) and one bias
+/// allocation (f32). The q, k and v weights are stored stacked (`[q_dim + 2·kv_dim, hidden]`,
 /// biases likewise) and so are gate and up (`[2·intermediate, hidden]`): the decode kernels read
 /// each stack as one matrix, the prompt path reads its parts.
 struct DeviceLayer {
-    input_layernorm: DeviceBuffer<u16>,
-    qkv: DeviceBuffer<u16>,
-    qkv_bias: DeviceBuffer<f32>,
-    o_proj: DeviceLinear,
-    post_attention_layernorm: DeviceBuffer<u16>,
-    gate_up: DeviceBuffer<u16>,
-    down_proj: DeviceLinear,
+    input_layernorm: Ptr<u16>,
+    qkv: Ptr<u16>,
+    qkv_bias: Ptr<f32>,
+    o_proj: Ptr<u16>,
+    post_attention_layernorm: Ptr<u16>,
+    gate_up: Ptr<u16>,
+    down_proj: Ptr<u16>,
+}
+
+/// Tensors laid out back to back for one device allocation. The driver rounds every allocation
+/// up to whole 2 MiB pages, so one allocation per tensor wasted ~100 MiB on the 0.5B model
+/// (a tenth of its weights).
+#[derive(Default)]
+struct Packing<'a> {
+    parts: Vec<(usize, &'a [f32])>,
+    len: usize,
+}
+
+impl<'a> Packing<'a> {
+    /// Places `tensors` back to back (a stack) at the next 256-byte boundary; returns their offset.
+    fn add(&mut self, tensors: &[&'a [f32]]) -> usize {
+        let start = self.len.next_multiple_of(128);
+        let mut at = start;
+        for t in tensors {
+            self.parts.push((at, t));
+            at += t.len();
+        }
+        self.len = at;
+        start
+    }
+
+    /// One allocation holding every tensor converted by `convert` (in parallel, one at a time).
+    fn upload<T: cust::memory::DeviceCopy>(
+        &self,
+        gpu: &Gpu,
+        convert: impl Fn(&[f32]) -> Vec<T>,
+    ) -> Result<DeviceBuffer<T>> {
+        let buf = gpu.alloc::<T>(self.len)?;
+        for (at, t) in &self.parts {
+            gpu.upload_into(&buf, *at, &convert(t))?;
+        }
+        Ok(buf)
+    }
 }
 
 /// Activation buffers, each `[CHUNK, width]` f32.
@@ -83,11 +113,15 @@ pub struct CudaEngine {
     use_graph: bool,
     cfg: Config,
     kv: KvLayout,
-    embed_tokens: DeviceBuffer<u16>,
+    /// Every weight, bf16, in one allocation; the pointers below point into it.
+    _weights: DeviceBuffer<u16>,
+    /// The q/k/v biases, f32, in one allocation.
+    _biases: DeviceBuffer<f32>,
+    embed_tokens: Ptr<u16>,
     layers: Vec<DeviceLayer>,
-    norm: DeviceBuffer<u16>,
-    /// `None` when tied to `embed_tokens`.
-    lm_head: Option<DeviceBuffer<u16>>,
+    norm: Ptr<u16>,
+    /// `embed_tokens` when tied.
+    lm_head: Ptr<u16>,
     k_cache: DeviceBuffer<f32>,
     v_cache: DeviceBuffer<f32>,
     rope_cos: DeviceBuffer<f32>,
@@ -120,6 +154,10 @@ fn to_bf16(x: &[f32]) -> Vec<u16> {
     x.par_iter().map(|&v| bf16::from_f32(v).to_bits()).collect()
 }
 
+fn linear_bias(l: &Linear) -> Option<&[f32]> {
+    l.bias.as_ref().map(|b| &b.data[..])
+}
+
 fn null<T: cust::memory::DeviceCopy>() -> Ptr<T> {
     DevicePointer::null()
 }
@@ -133,45 +171,45 @@ impl CudaEngine {
                 cfg.hidden_size, cfg.intermediate_size
             )));
         }
-        let up_bf16 = |x: &[f32]| gpu.upload(&to_bf16(x));
-        let stacked = |parts: &[&Linear]| -> Result<DeviceBuffer<u16>> {
-            let all: Vec<f32> = parts.iter().flat_map(|l| l.weight.data.iter().copied()).collect();
-            up_bf16(&all)
-        };
-        let stacked_bias = |parts: &[&Linear]| -> Result<DeviceBuffer<f32>> {
-            let mut all = Vec::new();
-            for l in parts {
-                match &l.bias {
-                    Some(b) => all.extend_from_slice(&b.data),
-                    None => all.resize(all.len() + l.weight.shape[0], 0.0),
-                }
-            }
-            gpu.upload(&all)
-        };
-        let linear = |l: &Linear| -> Result<DeviceLinear> {
-            Ok(DeviceLinear {
-                weight: up_bf16(&l.weight.data)?,
-                bias: l.bias.as_ref().map(|b| gpu.upload(&b.data)).transpose()?,
-                rows: l.weight.shape[0],
-                cols: l.weight.shape[1],
-            })
-        };
-        let mut layers = Vec::with_capacity(w.model.layers.len());
+        // Lay every tensor out in one bf16 allocation (and the biases in one f32 allocation),
+        // then upload and take pointers into them.
+        let (mut wp, mut bp) = (Packing::default(), Packing::default());
+        let mut offsets = Vec::with_capacity(w.model.layers.len());
         for l in &w.model.layers {
             let (a, m) = (&l.self_attn, &l.mlp);
-            if m.gate_proj.bias.is_some() || m.up_proj.bias.is_some() {
-                return Err(Error::Cuda("the CUDA engine has no gate/up biases (Qwen2 has none)".into()));
+            let bias = |l| linear_bias(l).ok_or_else(|| Error::Cuda("q/k/v projections without biases".into()));
+            if [&a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj].iter().any(|l| l.bias.is_some()) {
+                return Err(Error::Cuda("the CUDA engine has no o/gate/up/down biases (Qwen2 has none)".into()));
             }
-            layers.push(DeviceLayer {
-                input_layernorm: up_bf16(&l.input_layernorm.data)?,
-                qkv: stacked(&[&a.q_proj, &a.k_proj, &a.v_proj])?,
-                qkv_bias: stacked_bias(&[&a.q_proj, &a.k_proj, &a.v_proj])?,
-                o_proj: linear(&a.o_proj)?,
-                post_attention_layernorm: up_bf16(&l.post_attention_layernorm.data)?,
-                gate_up: stacked(&[&m.gate_proj, &m.up_proj])?,
-                down_proj: linear(&m.down_proj)?,
-            });
+            offsets.push([
+                wp.add(&[&l.input_layernorm.data]),
+                wp.add(&[&a.q_proj.weight.data, &a.k_proj.weight.data, &a.v_proj.weight.data]),
+                bp.add(&[bias(&a.q_proj)?, bias(&a.k_proj)?, bias(&a.v_proj)?]),
+                wp.add(&[&a.o_proj.weight.data]),
+                wp.add(&[&l.post_attention_layernorm.data]),
+                wp.add(&[&m.gate_proj.weight.data, &m.up_proj.weight.data]),
+                wp.add(&[&m.down_proj.weight.data]),
+            ]);
         }
+        let embed_at = wp.add(&[&w.model.embed_tokens.data]);
+        let norm_at = wp.add(&[&w.model.norm.data]);
+        let head_at = w.lm_head.as_ref().map(|t| wp.add(&[&t.data])).unwrap_or(embed_at);
+        let weights = wp.upload(&gpu, to_bf16)?;
+        let biases = bp.upload(&gpu, |x| x.to_vec())?;
+        let wat = |off: usize| unsafe { weights.as_device_ptr().add(off) };
+        let bat = |off: usize| unsafe { biases.as_device_ptr().add(off) };
+        let layers = offsets
+            .iter()
+            .map(|o| DeviceLayer {
+                input_layernorm: wat(o[0]),
+                qkv: wat(o[1]),
+                qkv_bias: bat(o[2]),
+                o_proj: wat(o[3]),
+                post_attention_layernorm: wat(o[4]),
+                gate_up: wat(o[5]),
+                down_proj: wat(o[6]),
+            })
+            .collect();
         let kv = KvLayout {
             layers: cfg.num_hidden_layers,
             kv_heads: cfg.num_key_value_heads,
@@ -199,10 +237,12 @@ impl CudaEngine {
             splits,
         };
         let engine = CudaEngine {
-            embed_tokens: up_bf16(&w.model.embed_tokens.data)?,
+            embed_tokens: wat(embed_at),
             layers,
-            norm: up_bf16(&w.model.norm.data)?,
-            lm_head: w.lm_head.as_ref().map(|t| up_bf16(&t.data)).transpose()?,
+            norm: wat(norm_at),
+            lm_head: wat(head_at),
+            _weights: weights,
+            _biases: biases,
             k_cache: zeros(kv.len())?,
             v_cache: zeros(kv.len())?,
             rope_cos: gpu.upload(&cos)?,
@@ -291,7 +331,7 @@ impl CudaEngine {
         let best = s.best.as_device_ptr();
         check("cuMemsetD32Async", unsafe { cu::cuMemsetD32Async(best.as_raw(), 0, 2, g.stream.as_inner()) })?;
         // x = embed(tokens)                                      [t, h]
-        g.embedding(p(&s.x), self.embed_tokens.as_device_ptr(), ids, t, h, cfg.vocab_size)?;
+        g.embedding(p(&s.x), self.embed_tokens, ids, t, h, cfg.vocab_size)?;
         for (l, layer) in self.layers.iter().enumerate() {
             if t == 1 {
                 self.decode_layer(l, layer)?;
@@ -304,17 +344,7 @@ impl CudaEngine {
         }
         // logits = norm(x[last])·W_lmᵀ, best = argmax               [vocab]
         let last = unsafe { p(&s.x).add((t - 1) * h) };
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        g.lm_head_argmax(
-            p(&s.logits),
-            best,
-            last,
-            self.norm.as_device_ptr(),
-            cfg.rms_norm_eps,
-            head.as_device_ptr(),
-            cfg.vocab_size,
-            h,
-        )
+        g.lm_head_argmax(p(&s.logits), best, last, self.norm, cfg.rms_norm_eps, self.lm_head, cfg.vocab_size, h)
     }
 
     /// One layer for one token, through the fused decode kernels (five launches).
@@ -330,10 +360,10 @@ impl CudaEngine {
             p(&self.k_cache),
             p(&self.v_cache),
             p(&s.x),
-            layer.input_layernorm.as_device_ptr(),
+            layer.input_layernorm,
             eps,
-            layer.qkv.as_device_ptr(),
-            layer.qkv_bias.as_device_ptr(),
+            layer.qkv,
+            layer.qkv_bias,
             p(&self.rope_cos),
             p(&self.rope_sin),
             h,
@@ -356,14 +386,11 @@ impl CudaEngine {
             pos,
             s.splits,
         )?;
-        let o = &layer.o_proj;
-        g.residual_matvec_decode(p(&s.x), p(&s.att), o.weight.as_device_ptr(), o.rows, o.cols)?;
+        g.residual_matvec_decode(p(&s.x), p(&s.att), layer.o_proj, h, cfg.q_dim())?;
         // hb = silu(Wg·norm(x)) ⊙ Wu·norm(x); x += hb·Wdᵀ
-        let w_gu = layer.gate_up.as_device_ptr();
-        let post_norm = layer.post_attention_layernorm.as_device_ptr();
+        let (w_gu, post_norm) = (layer.gate_up, layer.post_attention_layernorm);
         g.gate_up_silu_decode(p(&s.hb), p(&s.x), post_norm, eps, w_gu, cfg.intermediate_size, h)?;
-        let down = &layer.down_proj;
-        g.residual_matvec_decode(p(&s.x), p(&s.hb), down.weight.as_device_ptr(), down.rows, down.cols)
+        g.residual_matvec_decode(p(&s.x), p(&s.hb), layer.down_proj, h, cfg.intermediate_size)
     }
 
     /// One layer for a chunk of `t` prompt tokens, one general kernel per step.
@@ -374,18 +401,17 @@ impl CudaEngine {
         let p = |b: &DeviceBuffer<f32>| b.as_device_ptr();
         let pos0 = s.io.as_device_ptr();
         // Rows `first..first + rows` of a stacked weight (and of its bias).
-        let part =
-            |out: Ptr<f32>, w: &DeviceBuffer<u16>, bias: Option<&DeviceBuffer<f32>>, first: usize, rows: usize| {
-                let w = unsafe { w.as_device_ptr().add(first * h) };
-                let b = bias.map_or(null(), |b| unsafe { b.as_device_ptr().add(first) });
-                g.matmul(out, p(&s.xb), w, b, rows, h, t, false)
-            };
+        let part = |out: Ptr<f32>, w: Ptr<u16>, bias: Option<Ptr<f32>>, first: usize, rows: usize| {
+            let w = unsafe { w.add(first * h) };
+            let b = bias.map_or(null(), |b| unsafe { b.add(first) });
+            g.matmul(out, p(&s.xb), w, b, rows, h, t, false)
+        };
 
         // xb = norm(x); q, k, v = xb·Wqᵀ + bq, …               [t, q_dim], [t, kv_dim] ×2
-        g.rmsnorm(p(&s.xb), p(&s.x), layer.input_layernorm.as_device_ptr(), t, h, cfg.rms_norm_eps)?;
-        part(p(&s.q), &layer.qkv, Some(&layer.qkv_bias), 0, qd)?;
-        part(p(&s.k), &layer.qkv, Some(&layer.qkv_bias), qd, kvd)?;
-        part(p(&s.v), &layer.qkv, Some(&layer.qkv_bias), qd + kvd, kvd)?;
+        g.rmsnorm(p(&s.xb), p(&s.x), layer.input_layernorm, t, h, cfg.rms_norm_eps)?;
+        part(p(&s.q), layer.qkv, Some(layer.qkv_bias), 0, qd)?;
+        part(p(&s.k), layer.qkv, Some(layer.qkv_bias), qd, kvd)?;
+        part(p(&s.v), layer.qkv, Some(layer.qkv_bias), qd + kvd, kvd)?;
         // rotate q in place; rotate k into the K cache, copy v into the V cache
         g.rope_kv_write(
             p(&s.q),
@@ -403,19 +429,13 @@ impl CudaEngine {
         )?;
         // att = attention(q, cache); x += att·Woᵀ                [t, q_dim] → [t, h]
         g.attention(p(&s.att), p(&s.q), p(&self.k_cache), p(&self.v_cache), kv, cfg.num_attention_heads, l, pos0, t)?;
-        self.linear(p(&s.x), p(&s.att), &layer.o_proj, t)?;
+        g.matmul(p(&s.x), p(&s.att), layer.o_proj, null(), h, qd, t, true)?;
         // xb = norm(x); x += (silu(xb·Wgᵀ) ⊙ xb·Wuᵀ)·Wdᵀ          [t, inter] → [t, h]
-        g.rmsnorm(p(&s.xb), p(&s.x), layer.post_attention_layernorm.as_device_ptr(), t, h, cfg.rms_norm_eps)?;
-        part(p(&s.gate), &layer.gate_up, None, 0, inter)?;
-        part(p(&s.up), &layer.gate_up, None, inter, inter)?;
+        g.rmsnorm(p(&s.xb), p(&s.x), layer.post_attention_layernorm, t, h, cfg.rms_norm_eps)?;
+        part(p(&s.gate), layer.gate_up, None, 0, inter)?;
+        part(p(&s.up), layer.gate_up, None, inter, inter)?;
         g.swiglu(p(&s.hb), p(&s.gate), p(&s.up), t * inter)?;
-        self.linear(p(&s.x), p(&s.hb), &layer.down_proj, t)
-    }
-
-    /// `out += x·Wᵀ (+ b)` over `t` tokens: the residual adds.
-    fn linear(&self, out: Ptr<f32>, x: Ptr<f32>, l: &DeviceLinear, t: usize) -> Result<()> {
-        let bias = l.bias.as_ref().map_or(null(), |b| b.as_device_ptr());
-        self.gpu.matmul(out, x, l.weight.as_device_ptr(), bias, l.rows, l.cols, t, true)
+        g.matmul(p(&s.x), p(&s.hb), layer.down_proj, null(), h, inter, t, true)
     }
 }
 

@@ -274,7 +274,7 @@ pub fn decode_best(best: u64) -> Option<u32> {
 }
 
 fn check_head_dim(head_dim: usize) -> Result<()> {
-    if head_dim % 32 != 0 || head_dim > 256 {
+    if !head_dim.is_multiple_of(32) || head_dim > 256 {
         return Err(Error::Cuda(format!(
             "the attention kernels need head_dim a multiple of 32 up to 256, not {head_dim}"
         )));

@@ -77,6 +77,18 @@ impl Gpu {
         Ok(buf)
     }
 
+    /// Copies `data` into `buf` from element `offset` on (which must fit) and waits for the copy.
+    pub fn upload_into<T: DeviceCopy>(&self, buf: &DeviceBuffer<T>, offset: usize, data: &[T]) -> Result<()> {
+        if offset + data.len() > buf.len() {
+            return Err(Error::Cuda(format!("{} elements at {offset} overrun a buffer of {}", data.len(), buf.len())));
+        }
+        // SAFETY: `data` outlives the copy: the stream is synchronised before returning.
+        cuda("copying to the device", unsafe {
+            buf.index(offset..offset + data.len()).async_copy_from(data, &self.stream)
+        })?;
+        self.synchronize()
+    }
+
     /// An uninitialised device buffer of `n` elements. Out of memory names the size and what is free.
     pub fn alloc<T: DeviceCopy>(&self, n: usize) -> Result<DeviceBuffer<T>> {
         // SAFETY: every buffer is written by a copy or a kernel before it is read.
