@@ -158,6 +158,9 @@ fn run(args: RunArgs) -> Result<()> {
         None => fetch::ensure_default_model()?,
     };
     let t_load = Instant::now();
+    // CUDA start-up (driver, context, the kernels' PTX compiled for this GPU) runs while the
+    // model is read and dequantised.
+    let gpu = (args.device != DeviceChoice::Cpu).then(|| std::thread::spawn(cuda::Gpu::open));
     let loaded = qwen_rs::load(&model_path)?; // its errors name the file
     let ctx = args.ctx_size.min(loaded.config.max_position_embeddings);
 
@@ -189,13 +192,17 @@ fn run(args: RunArgs) -> Result<()> {
         );
     }
     let cfg = loaded.config.clone();
-    let mut engine: Box<dyn Engine> = match args.device {
-        DeviceChoice::Cpu => Box::new(CpuEngine::new(cfg, loaded.weights, ctx)),
-        DeviceChoice::Cuda => {
-            let gpu = cuda::Gpu::open().context("--device cuda: no usable CUDA device")?;
+    let gpu = gpu.map(|t| {
+        let opened = t.join().unwrap_or_else(|_| Err(qwen_rs::error::Error::Cuda("CUDA start-up panicked".into())));
+        opened.and_then(|g| g.make_current().map(|()| g))
+    });
+    let mut engine: Box<dyn Engine> = match (args.device, gpu) {
+        (DeviceChoice::Cpu, _) | (_, None) => Box::new(CpuEngine::new(cfg, loaded.weights, ctx)),
+        (DeviceChoice::Cuda, Some(gpu)) => {
+            let gpu = gpu.context("--device cuda: no usable CUDA device")?;
             Box::new(CudaEngine::new(gpu, cfg, &loaded.weights, ctx)?)
         }
-        DeviceChoice::Auto => match cuda::Gpu::open() {
+        (DeviceChoice::Auto, Some(gpu)) => match gpu {
             Ok(gpu) => Box::new(CudaEngine::new(gpu, cfg, &loaded.weights, ctx)?),
             Err(e) => {
                 eprintln!("qwen-rs: no CUDA device ({e}); using the CPU engine");

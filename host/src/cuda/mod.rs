@@ -69,6 +69,12 @@ impl Gpu {
         Ok(Gpu { name, arch, sms: sms.max(1) as usize, module, stream, launch_ex, _context: context })
     }
 
+    /// Makes this device's context current on the calling thread (it is current on the thread that
+    /// opened it; every other thread that launches or copies must call this first).
+    pub fn make_current(&self) -> Result<()> {
+        cuda("cuCtxSetCurrent", cust::context::CurrentContext::set_current(&self._context))
+    }
+
     pub fn upload<T: DeviceCopy>(&self, data: &[T]) -> Result<DeviceBuffer<T>> {
         let buf = self.alloc::<T>(data.len())?;
         // SAFETY: `data` outlives the copy: the stream is synchronised before returning.
