@@ -45,7 +45,7 @@ fn mma_tf32(d: &mut [f32; 4], a: [u32; 4], b: [u32; 2]) {
     }
 }
 
-/// The prompt-chunk product on tensor cores: the same math and layout as [`matmul_bf16`],
+/// The prompt-chunk product on tensor cores (the module doc has the math and layout):
 /// `out[t, r] = (accumulate ? out[t, r] : 0) + bias[r] + Σ_c x[t, c] · w[r, c]`.
 ///
 /// Precision: tensor cores take TF32 operands (10 mantissa bits). A bf16 weight is exactly a TF32
