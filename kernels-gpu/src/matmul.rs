@@ -14,6 +14,9 @@ use crate::device::*;
 /// Tokens and weight rows of one block tile of [`matmul_tc`], and the columns of one K step.
 pub const TC_TILE: usize = 64;
 const TC_K: usize = 32;
+/// Per thread and K step: float4 loads of the x tile, 8-weight loads of the w tile.
+const TC_X_LOADS: usize = TC_TILE * TC_K / (128 * 4);
+const TC_W_LOADS: usize = TC_TILE * TC_K / (128 * 8);
 /// Row stride of the shared-memory tiles, in f32: 4 of padding make the fragment reads below
 /// fall on 32 different banks (`(4·g + t) mod 32` for the 8 × 4 lanes).
 const TC_STRIDE: usize = TC_K + 4;
@@ -82,11 +85,11 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
     let mut acc = [[[0.0f32; 4]; 4]; 2];
 
     // One K step's share of this thread, global memory → registers: 4 × 4 activations and
-    // 2 × 8 weights (widened), zeros past the edges.
-    let load = |k0: usize| -> ([[f32; 4]; 4], [[f32; 8]; 2]) {
-        let mut xv = [[0.0f32; 4]; 4];
+    // 2 × 8 weights (widened) for a 32-column step, zeros past the edges.
+    let load = |k0: usize| -> ([[f32; 4]; TC_X_LOADS], [[f32; 8]; TC_W_LOADS]) {
+        let mut xv = [[0.0f32; 4]; TC_X_LOADS];
         for (i, v) in xv.iter_mut().enumerate() {
-            let e = (i * 128 + tid) * 4; // element of the 64 × 32 tile, 4 at a time
+            let e = (i * 128 + tid) * 4; // element of the 64 × TC_K tile, 4 at a time
             let (tr, tc) = (e / TC_K, e % TC_K);
             let src = (t0 + tr) * cols + k0 + tc;
             if t0 + tr < tokens && k0 + tc + 4 <= cols && cols % 4 == 0 {
@@ -99,7 +102,7 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
                 }
             }
         }
-        let mut wv = [[0.0f32; 8]; 2];
+        let mut wv = [[0.0f32; 8]; TC_W_LOADS];
         for (i, v) in wv.iter_mut().enumerate() {
             let e = (i * 128 + tid) * 8;
             let (wr, wc) = (e / TC_K, e % TC_K);
@@ -120,7 +123,7 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
         (xv, wv)
     };
     // Registers → the shared-memory tiles.
-    let store = |(xv, wv): &([[f32; 4]; 4], [[f32; 8]; 2])| {
+    let store = |(xv, wv): &([[f32; 4]; TC_X_LOADS], [[f32; 8]; TC_W_LOADS])| {
         for (i, v) in xv.iter().enumerate() {
             let e = (i * 128 + tid) * 4;
             let (tr, tc) = (e / TC_K, e % TC_K);
