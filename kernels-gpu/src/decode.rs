@@ -5,9 +5,9 @@
 //!
 //! Every kernel here starts the same way: `launch_dependents` (the next kernel may be scheduled),
 //! an L2 prefetch of the weight rows it will read and a load of their first batch, then
-//! `wait_for_previous_grid` before touching any activation. Launched with programmatic dependent launch (`host/src/cuda/launch.rs`), a
-//! kernel's weights thus stream in while the kernel before it finishes; launched normally, the
-//! two calls cost nothing.
+//! `wait_for_previous_grid` before touching any activation. Launched with programmatic dependent
+//! launch (`host/src/cuda/launch.rs`), a kernel's weights thus stream in while the kernel before
+//! it finishes; launched normally, the two calls cost nothing.
 //!
 //! Shared math. With `x` the residual stream (`[cols]` f32), `g` an RMSNorm weight (`[cols]`
 //! bf16) and `W` a bf16 weight `[rows, cols]`:
@@ -15,9 +15,10 @@
 //! which is `W · rmsnorm(x) + b`. The sum of squares is accumulated in the same pass over the
 //! columns as the dot products, so the norm costs no extra pass and no barrier.
 //!
-//! Each warp computes one, two or four rows: lanes stride over 16-byte chunks (eight weights,
-//! `ld.global.nc.v4`) taken in batches of a few per row, all of a batch's loads issued together and
-//! the next batch's issued before the current one is used; then a warp reduction. `cols % 8 == 0`
+//! A team of threads (a warp, or for the residual products a whole block) computes one, two or
+//! four rows: its threads stride over 16-byte chunks (eight weights, `ld.global.nc.v4`) taken in
+//! batches of four per row, all of a batch's loads issued together and the next batch's issued
+//! before the current one is used; then a warp or block reduction. `cols % 8 == 0`
 //! and every pointer 16-byte aligned (the CUDA engine refuses other shapes).
 //! The block, grid and shared memory are given with each kernel.
 //! CPU twins: `host::cpu::ops::{rmsnorm, matmul}` followed by the epilogue's twin.
