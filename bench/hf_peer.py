@@ -8,6 +8,7 @@ and prefill times at 128/512/2048 tokens. Random bf16 weights: speed does not de
     python3 bench/hf_peer.py 0.5b            # on the GPU machine (torch + transformers)
 """
 import json
+from pathlib import Path
 import sys
 import time
 
@@ -15,17 +16,9 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from transformers.cache_utils import StaticCache
 
-SHAPES = {
-    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
-}
+SHAPES = json.loads((Path(__file__).resolve().parent / "shapes.json").read_text())  # the published Qwen2.5 configs, shared with qwen-rs bench
 shape = sys.argv[1] if len(sys.argv) > 1 else "0.5b"
-cfg = Qwen2Config(**SHAPES[shape], max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
-                  use_sliding_window=False)
+cfg = Qwen2Config(**SHAPES[shape], use_sliding_window=False)
 torch.manual_seed(0)
 with torch.device("cuda"):
     model = Qwen2ForCausalLM(cfg).to(torch.bfloat16).eval()

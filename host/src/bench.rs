@@ -18,28 +18,19 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::weights::{Attention, DecoderLayer, Linear, Mlp, Model, Weights};
 
-/// The published Qwen2.5 dense shapes.
+/// The published Qwen2.5 dense shapes, as Hugging Face config.json fields: `bench/shapes.json`,
+/// which the transformers scripts (`bench/hf_peer.py`, `scripts/gpu-check/ref_model.py`) read too.
+const SHAPES: &str = include_str!("../../bench/shapes.json");
+
+/// The config of the Qwen2.5 shape `name` (`0.5b`, `1.5b`, `3b`, `7b`).
 pub fn shape_config(name: &str) -> Result<Config> {
-    let (hidden, inter, layers, heads, kv_heads, vocab, tie) = match name {
-        "0.5b" => (896, 4864, 24, 14, 2, 151936, true),
-        "1.5b" => (1536, 8960, 28, 12, 2, 151936, true),
-        "3b" => (2048, 11008, 36, 16, 2, 151936, true),
-        "7b" => (3584, 18944, 28, 28, 4, 152064, false),
-        _ => return Err(Error::Usage(format!("--shape {name}: known shapes are 0.5b, 1.5b, 3b, 7b"))),
-    };
-    Ok(Config {
-        hidden_size: hidden,
-        intermediate_size: inter,
-        num_hidden_layers: layers,
-        num_attention_heads: heads,
-        num_key_value_heads: kv_heads,
-        head_dim: hidden / heads,
-        vocab_size: vocab,
-        max_position_embeddings: 32768,
-        rms_norm_eps: 1e-6,
-        rope_theta: 1_000_000.0,
-        tie_word_embeddings: tie,
-    })
+    let shapes: serde_json::Map<String, serde_json::Value> = serde_json::from_str(SHAPES)
+        .map_err(|e| Error::Usage(format!("bench/shapes.json (built in) is not a JSON object: {e}")))?;
+    let shape = shapes.get(name).ok_or_else(|| {
+        let known: Vec<&str> = shapes.keys().map(String::as_str).collect();
+        Error::Usage(format!("--shape {name}: known shapes are {}", known.join(", ")))
+    })?;
+    Config::from_hf_json(Path::new("bench/shapes.json"), &shape.to_string())
 }
 
 /// Random weights of `cfg`'s shape (uniform in ±0.05, norms near 1): speed does not depend on values.
@@ -238,4 +229,23 @@ pub fn run(shape: &str, model: Option<&Path>) -> Result<serde_json::Value> {
     );
     eprintln!("  copy bandwidth   {bandwidth:9.0} GB/s; device memory {:.0} MiB", device_bytes as f64 / 1048576.0);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shape_config;
+
+    #[test]
+    fn shapes_come_from_the_shared_table() {
+        let c = shape_config("0.5b").unwrap();
+        let got = (c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads);
+        assert_eq!(got, (896, 4864, 24, 14));
+        assert_eq!((c.num_key_value_heads, c.head_dim, c.vocab_size, c.tie_word_embeddings), (2, 64, 151936, true));
+        assert_eq!((c.rope_theta, c.rms_norm_eps), (1_000_000.0, 1e-6));
+        let c = shape_config("7b").unwrap();
+        assert_eq!((c.hidden_size, c.head_dim, c.vocab_size, c.tie_word_embeddings), (3584, 128, 152064, false));
+        assert_eq!(shape_config("3b").unwrap().num_hidden_layers, 36);
+        let e = shape_config("13b").unwrap_err().to_string();
+        assert!(e.contains("0.5b, 1.5b, 3b, 7b"), "{e}");
+    }
 }

@@ -10,6 +10,7 @@ ref_logits_bf16.f32, transformers' all-bf16 run (bf16 activations too).
     python3 scripts/gpu-check/ref_model.py /tmp/qwen-ref 0.5b 1.5b 7b
 """
 import json
+from pathlib import Path
 import os
 import sys
 import time
@@ -17,14 +18,7 @@ import time
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-SHAPES = {  # the published Qwen2.5 configs
-    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
-}
+SHAPES = json.loads((Path(__file__).resolve().parents[2] / "bench" / "shapes.json").read_text())  # the published Qwen2.5 configs, shared with qwen-rs bench
 TOKENS = 128
 
 # The reference must be float32 arithmetic, not TF32.
@@ -35,8 +29,7 @@ torch.set_float32_matmul_precision("highest")
 out_root = sys.argv[1]
 for shape in sys.argv[2:]:
     t0 = time.time()
-    cfg = Qwen2Config(**SHAPES[shape], max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                      hidden_act="silu", use_sliding_window=False)
+    cfg = Qwen2Config(**SHAPES[shape], hidden_act="silu", use_sliding_window=False)
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = Qwen2ForCausalLM(cfg).to(torch.bfloat16)
