@@ -14,32 +14,36 @@ use crate::device::*;
 /// Tokens and weight rows of one block tile of [`matmul_tc`], and the columns of one K step.
 pub const TC_TILE: usize = 64;
 const TC_K: usize = 32;
-/// Per thread and K step: float4 loads of the x tile, 8-weight loads of the w tile.
-const TC_X_LOADS: usize = TC_TILE * TC_K / (128 * 4);
-const TC_W_LOADS: usize = TC_TILE * TC_K / (128 * 8);
-/// Row stride of the shared-memory tiles, in f32: 4 of padding make the fragment reads below
-/// fall on 32 different banks (`(4·g + t) mod 32` for the 8 × 4 lanes).
-const TC_STRIDE: usize = TC_K + 4;
+/// Row stride of the shared-memory tiles, in bf16: 8 of padding (a row is 20 words) make the
+/// fragment reads below fall on 32 different banks (`(20·g + t) mod 32` for the 8 × 4 lanes).
+const TC_STRIDE: usize = TC_K + 8;
+/// Dynamic shared memory of [`matmul_tc`]: the x tile's high and low bf16 halves and the w tile,
+/// each `[64][40]` bf16.
+pub const TC_SHARED_BYTES: usize = 3 * TC_TILE * TC_STRIDE * 2;
 
-/// `x` rounded to TF32 (`cvt.rna.tf32.f32`): the 19 bits a tensor core reads, low 13 bits zero.
+/// f32 → bf16 bits, rounded to nearest even (in the low 16 bits).
 #[inline(always)]
-fn tf32(x: f32) -> u32 {
-    let r: u32;
-    unsafe {
-        core::arch::asm!("cvt.rna.tf32.f32 {r}, {x};", r = out(reg32) r, x = in(reg32) x,
-                         options(pure, nomem, nostack, preserves_flags));
-    }
-    r
+fn bf16_bits(x: f32) -> u32 {
+    let b = x.to_bits();
+    (b + 0x7fff + ((b >> 16) & 1)) >> 16
 }
 
-/// `d = a·b + d` for one 16 × 8 × 8 TF32 tile (`mma.sync.aligned.m16n8k8.row.col`), f32 accumulate.
-/// Fragments, with `g = lane / 4`, `t = lane mod 4`: `a = [A(g, t), A(g+8, t), A(g, t+4), A(g+8, t+4)]`,
-/// `b = [B(t, g), B(t+4, g)]`, `d = [D(g, 2t), D(g, 2t+1), D(g+8, 2t), D(g+8, 2t+1)]`.
+/// `x = hi + lo` with `hi`, `lo` bf16 (bits): `hi` holds x's top 8 significant bits, `lo` the next 8.
 #[inline(always)]
-fn mma_tf32(d: &mut [f32; 4], a: [u32; 4], b: [u32; 2]) {
+fn split_bf16(x: f32) -> (u32, u32) {
+    let hi = bf16_bits(x);
+    (hi, bf16_bits(x - f32::from_bits(hi << 16)))
+}
+
+/// `d = a·b + d` for one 16 × 8 × 16 bf16 tile (`mma.sync.aligned.m16n8k16.row.col`), f32
+/// accumulate. Each register holds two bf16, the lower column (or k) in the low half. Fragments,
+/// with `g = lane / 4`, `t = lane mod 4`: `a = [A(g, 2t..), A(g+8, 2t..), A(g, 2t+8..), A(g+8, 2t+8..)]`,
+/// `b = [B(2t.., g), B(2t+8.., g)]`, `d = [D(g, 2t), D(g, 2t+1), D(g+8, 2t), D(g+8, 2t+1)]`.
+#[inline(always)]
+fn mma_bf16(d: &mut [f32; 4], a: [u32; 4], b: [u32; 2]) {
     unsafe {
         core::arch::asm!(
-            "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {{{d0}, {d1}, {d2}, {d3}}}, {{{a0}, {a1}, {a2}, {a3}}}, {{{b0}, {b1}}}, {{{d0}, {d1}, {d2}, {d3}}};",
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {{{d0}, {d1}, {d2}, {d3}}}, {{{a0}, {a1}, {a2}, {a3}}}, {{{b0}, {b1}}}, {{{d0}, {d1}, {d2}, {d3}}};",
             d0 = inout(reg32) d[0], d1 = inout(reg32) d[1], d2 = inout(reg32) d[2], d3 = inout(reg32) d[3],
             a0 = in(reg32) a[0], a1 = in(reg32) a[1], a2 = in(reg32) a[2], a3 = in(reg32) a[3],
             b0 = in(reg32) b[0], b1 = in(reg32) b[1],
@@ -51,18 +55,17 @@ fn mma_tf32(d: &mut [f32; 4], a: [u32; 4], b: [u32; 2]) {
 /// The prompt-chunk product on tensor cores (the module doc has the math and layout):
 /// `out[t, r] = (accumulate ? out[t, r] : 0) + bias[r] + Σ_c x[t, c] · w[r, c]`.
 ///
-/// Precision: tensor cores take TF32 operands (10 mantissa bits). A bf16 weight is exactly a TF32
-/// value; an f32 activation is split as `x = hi + lo`, `hi = tf32(x)`, `lo = tf32(x − hi)`, and
-/// both halves are multiplied (two `mma` per tile), so the product keeps about 21 of x's 24 bits
-/// at twice the tensor-core work: relative error ~1e-5 against an f64 sum (the tensor cores'
-/// f32 accumulation is not quite IEEE), where TF32 alone gives ~3e-4 and bf16 activations ~2e-3.
+/// Precision: the weights are bf16 already; each f32 activation is split into two bf16,
+/// `x = hi + lo` (`hi` its top 8 significant bits, `lo` the next 8), and both halves are
+/// multiplied (two `mma` per tile), so the product sees 16 of x's 24 bits, with f32 accumulation:
+/// relative error ~1e-5 against an f64 sum, where bf16 activations alone give ~2e-3.
 ///
 /// Tiling: a block computes 64 tokens × 64 rows; its 4 warps each 32 × 32 (2 × 4 tiles of
-/// 16 × 8). The K dimension goes 32 columns at a time through shared memory: the x tile (f32)
-/// and the w tile (bf16 widened to f32), both `[64][36]`; the next step's tiles are loaded into
-/// registers while the current step's products run. Ragged edges load zeros and store nothing.
+/// 16 × 8). The K dimension goes 32 columns at a time through shared memory (x split into its two
+/// halves while it is stored, w as it is, each `[64][40]` bf16); the next step's tiles are loaded
+/// into registers while the current step's products run. Ragged edges load zeros and store nothing.
 /// Launch: grid `(ceil(rows / 64), ceil(tokens / 64), 1)`, block `(128, 1, 1)`, dynamic shared
-/// memory `2 · 64 · 36 · 4` bytes. sm_80 or newer. CPU twin: `host::cpu::ops::matmul`.
+/// memory [`TC_SHARED_BYTES`]. sm_80 or newer. CPU twin: `host::cpu::ops::matmul`.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn matmul_tc(
     out: *mut f32,
@@ -80,16 +83,18 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
     let (lane, warp) = (lane() as usize, warp_id() as usize);
     let (g, t) = (lane / 4, lane % 4);
     let (wm, wn) = (warp / 2 * 32, warp % 2 * 32); // this warp's token and row offsets in the tile
-    let xs = dynamic_shared::<f32>();
-    let ws = unsafe { xs.add(TC_TILE * TC_STRIDE) };
+    let xh = dynamic_shared::<u16>();
+    let (xl, ws) = unsafe { (xh.add(TC_TILE * TC_STRIDE), xh.add(2 * TC_TILE * TC_STRIDE)) };
+    // The 32-bit word holding elements (row, col) and (row, col + 1) of a tile (col even).
+    let word = |tile: *mut u16, row: usize, col: usize| unsafe { tile.add(row * TC_STRIDE + col) as *mut u32 };
     let mut acc = [[[0.0f32; 4]; 4]; 2];
 
-    // One K step's share of this thread, global memory → registers: 4 × 4 activations and
-    // 2 × 8 weights (widened) for a 32-column step, zeros past the edges.
-    let load = |k0: usize| -> ([[f32; 4]; TC_X_LOADS], [[f32; 8]; TC_W_LOADS]) {
-        let mut xv = [[0.0f32; 4]; TC_X_LOADS];
+    // One K step's share of this thread, global memory → registers: 4 × 4 activations (f32) and
+    // 2 × 8 weights (bf16 pairs), zeros past the edges.
+    let load = |k0: usize| -> ([[f32; 4]; 4], [[u32; 4]; 2]) {
+        let mut xv = [[0.0f32; 4]; 4];
         for (i, v) in xv.iter_mut().enumerate() {
-            let e = (i * 128 + tid) * 4; // element of the 64 × TC_K tile, 4 at a time
+            let e = (i * 128 + tid) * 4; // element of the 64 × 32 tile, 4 at a time
             let (tr, tc) = (e / TC_K, e % TC_K);
             let src = (t0 + tr) * cols + k0 + tc;
             if t0 + tr < tokens && k0 + tc + 4 <= cols && cols % 4 == 0 {
@@ -102,40 +107,44 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
                 }
             }
         }
-        let mut wv = [[0.0f32; 8]; TC_W_LOADS];
+        let mut wv = [[0u32; 4]; 2];
         for (i, v) in wv.iter_mut().enumerate() {
             let e = (i * 128 + tid) * 8;
             let (wr, wc) = (e / TC_K, e % TC_K);
             let src = (r0 + wr) * cols + k0 + wc;
             if r0 + wr < rows && k0 + wc + 8 <= cols && cols % 8 == 0 {
-                let packed = unsafe { load_nc_v4(w.add(src) as *const u32) };
-                for k in 0..4 {
-                    (v[2 * k], v[2 * k + 1]) = bf16x2_to_f32(packed[k]);
-                }
+                *v = unsafe { load_nc_v4(w.add(src) as *const u32) };
             } else {
-                for (k, vk) in v.iter_mut().enumerate() {
-                    if r0 + wr < rows && k0 + wc + k < cols {
-                        *vk = bf16_to_f32(unsafe { *w.add(src + k) });
+                for (k, pair) in v.iter_mut().enumerate() {
+                    for half in 0..2 {
+                        let c = 2 * k + half;
+                        if r0 + wr < rows && k0 + wc + c < cols {
+                            *pair |= (unsafe { *w.add(src + c) } as u32) << (16 * half);
+                        }
                     }
                 }
             }
         }
         (xv, wv)
     };
-    // Registers → the shared-memory tiles.
-    let store = |(xv, wv): &([[f32; 4]; TC_X_LOADS], [[f32; 8]; TC_W_LOADS])| {
+    // Registers → the shared-memory tiles, the activations split into their two bf16 halves.
+    let store = |(xv, wv): &([[f32; 4]; 4], [[u32; 4]; 2])| {
         for (i, v) in xv.iter().enumerate() {
             let e = (i * 128 + tid) * 4;
             let (tr, tc) = (e / TC_K, e % TC_K);
-            for (k, vk) in v.iter().enumerate() {
-                unsafe { *xs.add(tr * TC_STRIDE + tc + k) = *vk };
+            for k in 0..2 {
+                let ((h0, l0), (h1, l1)) = (split_bf16(v[2 * k]), split_bf16(v[2 * k + 1]));
+                unsafe {
+                    *word(xh, tr, tc + 2 * k) = h0 | (h1 << 16);
+                    *word(xl, tr, tc + 2 * k) = l0 | (l1 << 16);
+                }
             }
         }
         for (i, v) in wv.iter().enumerate() {
             let e = (i * 128 + tid) * 8;
             let (wr, wc) = (e / TC_K, e % TC_K);
-            for (k, vk) in v.iter().enumerate() {
-                unsafe { *ws.add(wr * TC_STRIDE + wc + k) = *vk };
+            for (k, pair) in v.iter().enumerate() {
+                unsafe { *word(ws, wr, wc + 2 * k) = *pair };
             }
         }
     };
@@ -149,24 +158,25 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
         if k0 + TC_K < cols {
             next = load(k0 + TC_K);
         }
-        for kk in (0..TC_K).step_by(8) {
+        for kk in (0..TC_K).step_by(16) {
             let mut a_hi = [[0u32; 4]; 2];
             let mut a_lo = [[0u32; 4]; 2];
             for m in 0..2 {
-                let base = unsafe { xs.add((wm + m * 16 + g) * TC_STRIDE + kk + t) };
-                let vals = unsafe { [*base, *base.add(8 * TC_STRIDE), *base.add(4), *base.add(8 * TC_STRIDE + 4)] };
+                let r = wm + m * 16 + g;
                 for q in 0..4 {
-                    let hi = tf32(vals[q]);
-                    a_hi[m][q] = hi;
-                    a_lo[m][q] = tf32(vals[q] - f32::from_bits(hi));
+                    let (dr, dc) = ((q & 1) * 8, (q >> 1) * 8);
+                    unsafe {
+                        a_hi[m][q] = *word(xh, r + dr, kk + 2 * t + dc);
+                        a_lo[m][q] = *word(xl, r + dr, kk + 2 * t + dc);
+                    }
                 }
             }
             for n in 0..4 {
-                let base = unsafe { ws.add((wn + n * 8 + g) * TC_STRIDE + kk + t) };
-                let b = unsafe { [(*base).to_bits(), (*base.add(4)).to_bits()] };
+                let nr = wn + n * 8 + g;
+                let b = unsafe { [*word(ws, nr, kk + 2 * t), *word(ws, nr, kk + 2 * t + 8)] };
                 for m in 0..2 {
-                    mma_tf32(&mut acc[m][n], a_lo[m], b);
-                    mma_tf32(&mut acc[m][n], a_hi[m], b);
+                    mma_bf16(&mut acc[m][n], a_lo[m], b);
+                    mma_bf16(&mut acc[m][n], a_hi[m], b);
                 }
             }
         }

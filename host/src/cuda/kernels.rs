@@ -56,7 +56,8 @@ impl Gpu {
         }
     }
 
-    /// `matmul.rs`: `out[t, r] (+)= x[t]·w[r] + bias[r]` on tensor cores. `bias` may be null.
+    /// `matmul.rs`: `out[t, r] (+)= x[t]·w[r] + bias[r]` on tensor cores (split-bf16 `mma`). `bias`
+    /// may be null.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
@@ -73,7 +74,7 @@ impl Gpu {
         let s = &self.stream;
         let (r, c, t) = (u32_of("rows", rows)?, u32_of("cols", cols)?, u32_of("tokens", tokens)?);
         let grid = GridSize::xy(r.div_ceil(64), t.div_ceil(64));
-        let smem = 2 * 64 * 36 * 4;
+        let smem = 3 * 64 * 40 * 2; // kernels-gpu matmul.rs: TC_SHARED_BYTES
         unsafe {
             cuda(
                 "matmul_tc",
