@@ -72,7 +72,7 @@ fn full_size(shape: &str) {
     let ids: Vec<u32> = serde_json::from_str(&std::fs::read_to_string(dir.join("ref_ids.json")).unwrap()).unwrap();
     let read = |name: &str| -> Vec<f32> {
         let raw = std::fs::read(dir.join(name)).unwrap();
-        raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        raw.as_chunks::<4>().0.iter().map(|c| f32::from_le_bytes(*c)).collect()
     };
     let (all, all_bf16) = (read("ref_logits.f32"), read("ref_logits_bf16.f32"));
     let (cfg, w) = qwen_rs::load_weights(&dir).unwrap();

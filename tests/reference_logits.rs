@@ -98,8 +98,10 @@ fn bf16_safetensors_loads() {
     for (name, view) in st.tensors() {
         let data: Vec<u8> = view
             .data()
-            .chunks_exact(4)
-            .flat_map(|c| bf16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .flat_map(|c| bf16::from_f32(f32::from_le_bytes(*c)).to_le_bytes())
             .collect();
         converted.push((name, view.shape().to_vec(), data));
     }

@@ -63,7 +63,7 @@ fn default_theta() -> f32 {
 
 /// `hidden / heads` when the file gives no head size; the heads must divide the hidden size.
 fn derived_head_dim(path: &Path, hidden: usize, heads: usize) -> Result<usize> {
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(Error::invalid(
             path,
             format!(

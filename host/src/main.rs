@@ -96,9 +96,12 @@ fn main() {
     let result = match cli.command {
         Some(Command::Fetch) => fetch::fetch().map(|_| ()),
         Some(Command::Ptx { dir }) => write_ptx(&dir),
-        Some(Command::Bench { shape, model }) => qwen_rs::bench::run(&shape, model.as_deref())
-            .map_err(anyhow::Error::from)
-            .and_then(|report| Ok(println!("{}", serde_json::to_string_pretty(&report)?))),
+        Some(Command::Bench { shape, model }) => {
+            qwen_rs::bench::run(&shape, model.as_deref()).map_err(anyhow::Error::from).and_then(|report| {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
+            })
+        }
         None => run(cli.run),
     };
     if let Err(e) = result {

@@ -72,7 +72,7 @@ impl GgufBuilder {
         self.infos.extend(ty.to_le_bytes());
         self.infos.extend((self.data.len() as u64).to_le_bytes());
         self.data.extend(bytes);
-        while self.data.len() % 32 != 0 {
+        while !self.data.len().is_multiple_of(32) {
             self.data.push(0);
         }
         self.n_tensors += 1;
@@ -86,7 +86,7 @@ impl GgufBuilder {
         out.extend(self.n_kv.to_le_bytes());
         out.extend(self.kv);
         out.extend(self.infos);
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         out.extend(self.data);
@@ -127,7 +127,7 @@ pub fn minute_word(m: u32) -> String {
     const TENS: [&str; 6] = ["", "", "twenty", "thirty", "forty", "fifty"];
     match m {
         0..=19 => ONES[m as usize].to_string(),
-        _ if m % 10 == 0 => TENS[(m / 10) as usize].to_string(),
+        _ if m.is_multiple_of(10) => TENS[(m / 10) as usize].to_string(),
         _ => format!("{}-{}", TENS[(m / 10) as usize], ONES[(m % 10) as usize]),
     }
 }
