@@ -29,8 +29,7 @@ use crate::kv_layout::kv_cache_offset;
 /// Eight f32 of `x` times eight bf16 of `g` (packed in `gv`), starting at `x`; adds `Σ x²` to `ss`.
 #[inline(always)]
 unsafe fn scaled_x8(x: *const f32, gv: &[u32; 4], ss: &mut f32) -> [f32; 8] {
-    let (a, b) = unsafe { (load_v4_f32(x), load_v4_f32(x.add(4))) };
-    let xs = [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]];
+    let xs = unsafe { x8(x) };
     let mut out = [0.0f32; 8];
     for k in 0..4 {
         let (lo, hi) = bf16x2_to_f32(gv[k]);

@@ -18,8 +18,8 @@ use cust::memory::{AsyncCopyDestination, DeviceBuffer, DevicePointer};
 use cust::sys as cu;
 use half::bf16;
 
-use super::Gpu;
 use super::kernels::Ptr;
+use super::{Gpu, check};
 use crate::config::Config;
 use crate::cpu::ops::rope_tables;
 use crate::engine::{Engine, check_tokens};
@@ -143,10 +143,6 @@ impl Drop for Graph {
             cu::cuGraphDestroy(self.graph);
         }
     }
-}
-
-fn check(what: &str, r: cu::CUresult) -> Result<()> {
-    if r == cu::CUresult::CUDA_SUCCESS { Ok(()) } else { Err(Error::Cuda(format!("{what}: {r:?}"))) }
 }
 
 fn to_bf16(x: &[f32]) -> Vec<u16> {

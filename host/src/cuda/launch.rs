@@ -19,8 +19,8 @@ use std::os::raw::{c_int, c_uint};
 use cust::function::Function;
 use cust::sys as cu;
 
-use super::Gpu;
-use crate::error::{Error, Result};
+use super::{Gpu, check};
+use crate::error::Result;
 
 /// `CUlaunchAttribute` (cuda.h): an id, padding to 8 bytes, a 64-byte value union.
 #[repr(C)]
@@ -120,6 +120,6 @@ impl Gpu {
                 )
             },
         };
-        if r == cu::CUresult::CUDA_SUCCESS { Ok(()) } else { Err(Error::Cuda(format!("launching {name}: {r:?}"))) }
+        check(&format!("launching {name}"), r)
     }
 }

@@ -22,6 +22,11 @@ pub(crate) fn cuda<T>(what: &str, r: cust::error::CudaResult<T>) -> Result<T> {
     r.map_err(|e| Error::Cuda(format!("{what}: {e}")))
 }
 
+/// The result of a raw driver call (`cust::sys`), as [`cuda`] does for `cust`'s own calls.
+pub(crate) fn check(what: &str, r: cust::sys::CUresult) -> Result<()> {
+    if r == cust::sys::CUresult::CUDA_SUCCESS { Ok(()) } else { Err(Error::Cuda(format!("{what}: {r:?}"))) }
+}
+
 /// The newest embedded PTX that a device of compute capability `cc` (× 10) can run.
 pub fn ptx_for(cc: u32) -> Option<(&'static str, &'static str)> {
     KERNELS_PTX.iter().rev().find(|(_, arch, _)| *arch <= cc).map(|(name, _, ptx)| (*name, *ptx))
