@@ -16,8 +16,7 @@
 
 use crate::device::*;
 use crate::kv_layout::kv_cache_offset;
-
-const WARPS: usize = 16;
+use crate::launch_shapes::{DECODE_ATTENTION_WARPS as DECODE_WARPS, PREFILL_ATTENTION_WARPS as WARPS};
 const MAX_PER_LANE: usize = 8; // head_dim ≤ 256
 
 /// This lane's `d/32` elements of query row `qrow` (lane `i` holds elements `i, i+32, …`).
@@ -198,8 +197,6 @@ pub unsafe extern "ptx-kernel" fn attention_f32(
     }
 }
 
-/// Warps per block of [`attention_decode_f32`].
-const DECODE_WARPS: usize = 8;
 /// Fewest positions one block of [`attention_decode_f32`] takes before another block joins (one
 /// step of [`warp_pass`] for each warp).
 pub const DECODE_MIN_PER_SPLIT: u32 = (DECODE_WARPS * P) as u32;

@@ -25,6 +25,7 @@
 
 use crate::device::*;
 use crate::kv_layout::kv_cache_offset;
+use crate::launch_shapes::LM_HEAD_ROWS_PER_WARP;
 
 /// Eight f32 of `x` times eight bf16 of `g` (packed in `gv`), starting at `x`; adds `Σ x²` to `ss`.
 #[inline(always)]
@@ -292,8 +293,6 @@ pub unsafe extern "ptx-kernel" fn gate_up_silu_decode(
     }
 }
 
-/// Rows each warp of `lm_head_argmax` computes.
-pub const LM_HEAD_ROWS_PER_WARP: u32 = 4;
 
 /// LM head and greedy choice for one token: `logits = W · rmsnorm(x)` and the index of the
 /// largest logit, the smallest index on ties, NaNs never winning.
@@ -316,7 +315,7 @@ pub unsafe extern "ptx-kernel" fn lm_head_argmax(
     cols: u32,
 ) {
     let (rows, cols) = (rows as usize, cols as usize);
-    const N: usize = LM_HEAD_ROWS_PER_WARP as usize;
+    const N: usize = LM_HEAD_ROWS_PER_WARP;
     let first = global_warp() * N;
     if first >= rows {
         launch_dependents();

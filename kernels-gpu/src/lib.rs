@@ -19,6 +19,7 @@ pub mod decode;
 pub mod device;
 pub mod embedding;
 pub mod kv_layout;
+pub mod launch_shapes;
 pub mod matmul;
 pub mod rmsnorm;
 pub mod rope;

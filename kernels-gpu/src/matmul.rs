@@ -10,16 +10,7 @@
 //! `[tokens, rows]` f32.
 
 use crate::device::*;
-
-/// Tokens and weight rows of one block tile of [`matmul_tc`], and the columns of one K step.
-pub const TC_TILE: usize = 64;
-const TC_K: usize = 32;
-/// Row stride of the shared-memory tiles, in bf16: 8 of padding (a row is 20 words) make the
-/// fragment reads below fall on 32 different banks (`(20·g + t) mod 32` for the 8 × 4 lanes).
-const TC_STRIDE: usize = TC_K + 8;
-/// Dynamic shared memory of [`matmul_tc`]: the x tile's high and low bf16 halves and the w tile,
-/// each `[64][40]` bf16.
-pub const TC_SHARED_BYTES: usize = 3 * TC_TILE * TC_STRIDE * 2;
+use crate::launch_shapes::{TC_K, TC_SHARED_BYTES, TC_STRIDE, TC_TILE};
 
 /// f32 → bf16 bits, rounded to nearest even (in the low 16 bits).
 #[inline(always)]
@@ -65,7 +56,7 @@ fn mma_bf16(d: &mut [f32; 4], a: [u32; 4], b: [u32; 2]) {
 /// halves while it is stored, w as it is, each `[64][40]` bf16); the next step's tiles are loaded
 /// into registers while the current step's products run. Ragged edges load zeros and store nothing.
 /// Launch: grid `(ceil(rows / 64), ceil(tokens / 64), 1)`, block `(128, 1, 1)`, dynamic shared
-/// memory [`TC_SHARED_BYTES`]. sm_80 or newer. CPU twin: `host::cpu::ops::matmul`.
+/// memory [`TC_SHARED_BYTES`] (these constants are in `launch_shapes.rs`). sm_80 or newer. CPU twin: `host::cpu::ops::matmul`.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn matmul_tc(
     out: *mut f32,

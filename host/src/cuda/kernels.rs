@@ -10,8 +10,14 @@ use cust::memory::DevicePointer;
 use super::launch::kernel_args;
 use super::{Gpu, cuda};
 use crate::error::{Error, Result};
+use shapes::{DECODE_ATTENTION_WARPS, LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_SHARED_BYTES, TC_TILE};
 
 pub type Ptr<T> = DevicePointer<T>;
+
+/// The kernels' launch-shape constants, the same file they are compiled with.
+#[path = "../../../kernels-gpu/src/launch_shapes.rs"]
+#[allow(dead_code)]
+mod shapes;
 
 fn u32_of(what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Cuda(format!("{what} = {v} does not fit a kernel argument")))
@@ -73,8 +79,9 @@ impl Gpu {
         let f = self.function("matmul_tc")?;
         let s = &self.stream;
         let (r, c, t) = (u32_of("rows", rows)?, u32_of("cols", cols)?, u32_of("tokens", tokens)?);
-        let grid = GridSize::xy(r.div_ceil(64), t.div_ceil(64));
-        let smem = 3 * 64 * 40 * 2; // kernels-gpu matmul.rs: TC_SHARED_BYTES
+        let tile = TC_TILE as u32;
+        let grid = GridSize::xy(r.div_ceil(tile), t.div_ceil(tile));
+        let smem = TC_SHARED_BYTES as u32;
         unsafe {
             cuda(
                 "matmul_tc",
@@ -132,13 +139,15 @@ impl Gpu {
         let f = self.function("attention_f32")?;
         let s = &self.stream;
         let grid = GridSize::xy(u32_of("heads", heads)?, u32_of("tokens", tokens)?);
-        let smem = (16 * (kv.head_dim + 2) * 4) as u32;
+        let smem = (PREFILL_ATTENTION_WARPS * (kv.head_dim + 2) * 4) as u32;
         let (h, g, d) = (heads as u32, kv.kv_heads as u32, kv.head_dim as u32);
         let (l, m, p) = (layer as u32, u32_of("max_seq", kv.max_seq)?, pos0);
         unsafe {
             cuda(
                 "attention_f32",
-                launch!(f<<<grid, BlockSize::x(512), smem, s>>>(out, q, k_cache, v_cache, h, g, d, l, m, p)),
+                launch!(f<<<grid, BlockSize::x(32 * PREFILL_ATTENTION_WARPS as u32), smem, s>>>(
+                    out, q, k_cache, v_cache, h, g, d, l, m, p
+                )),
             )
         }
     }
@@ -217,7 +226,7 @@ impl Gpu {
     ) -> Result<()> {
         let f = self.function("lm_head_argmax")?;
         let (r, c) = (u32_of("rows", rows)?, u32_of("cols", cols)?);
-        let grid = [r.div_ceil(8 * LM_HEAD_ROWS_PER_WARP), 1, 1];
+        let grid = [r.div_ceil(8 * LM_HEAD_ROWS_PER_WARP as u32), 1, 1];
         let mut args = kernel_args![logits, best, x, norm, eps, w, r, c];
         unsafe { self.launch_overlapped(&f, "lm_head_argmax", grid, 256, 0, &mut args) }
     }
@@ -257,16 +266,14 @@ impl Gpu {
         check_head_dim(kv.head_dim)?;
         let f = self.function("attention_decode_f32")?;
         let grid = [u32_of("heads", heads)?, u32_of("splits", splits)?, 1];
-        let smem = ((8 * (kv.head_dim + 2) + 1) * 4) as u32;
+        let smem = ((DECODE_ATTENTION_WARPS * (kv.head_dim + 2) + 1) * 4) as u32;
         let (h, g, d) = (heads as u32, kv.kv_heads as u32, kv.head_dim as u32);
         let (l, m, n) = (layer as u32, u32_of("max_seq", kv.max_seq)?, splits as u32);
         let mut args = kernel_args![out, partial, counters, q, k_cache, v_cache, h, g, d, l, m, pos0, n];
-        unsafe { self.launch_overlapped(&f, "attention_decode_f32", grid, 256, smem, &mut args) }
+        let block = 32 * DECODE_ATTENTION_WARPS as u32;
+        unsafe { self.launch_overlapped(&f, "attention_decode_f32", grid, block, smem, &mut args) }
     }
 }
-
-/// Rows per warp of `lm_head_argmax`.
-const LM_HEAD_ROWS_PER_WARP: u32 = 4;
 
 /// The token id packed in `lm_head_argmax`'s `best` (`None` when every logit was NaN).
 pub fn decode_best(best: u64) -> Option<u32> {
