@@ -325,7 +325,9 @@ impl CudaEngine {
 
         // best = 0 for lm_head_argmax (first, so that no kernel launched with PDL follows a memset)
         let best = s.best.as_device_ptr();
-        check("cuMemsetD32Async", unsafe { cu::cuMemsetD32Async(best.as_raw(), 0, 2, g.stream.as_inner()) })?;
+        if head {
+            check("cuMemsetD32Async", unsafe { cu::cuMemsetD32Async(best.as_raw(), 0, 2, g.stream.as_inner()) })?;
+        }
         // x = embed(tokens)                                      [t, h]
         g.embedding(p(&s.x), self.embed_tokens, ids, t, h, cfg.vocab_size)?;
         for (l, layer) in self.layers.iter().enumerate() {
