@@ -59,7 +59,9 @@ fn main() {
             // The decode kernels keep small per-lane arrays (a batch of weight chunks) in registers
             // only when their constant-count loops are unrolled; at LLVM's default threshold some
             // stay rolled and the arrays go to local memory (scripts/check-ptx.sh rejects that).
-            .env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-cpu={arch}\x1f-Cllvm-args=-unroll-threshold=1000"));
+            // 4000, not 1000: the head_dim-128 flash attention's output tile (16 × 8 columns)
+            // needs its 32-step P·V loop unrolled.
+            .env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-cpu={arch}\x1f-Cllvm-args=-unroll-threshold=4000"));
         // The outer build's settings are for the host target; none of them may leak in.
         for var in [
             "RUSTFLAGS",

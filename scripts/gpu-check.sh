@@ -42,6 +42,7 @@ run "kernels vs CPU twins" "$BIN/gpu_kernels" --include-ignored --nocapture --te
 run "memcheck: kernel tests" compute-sanitizer --tool memcheck --error-exitcode 1 "$BIN/gpu_kernels" --include-ignored --test-threads 1
 run "racecheck: kernel tests" compute-sanitizer --tool racecheck --error-exitcode 1 "$BIN/gpu_kernels" --include-ignored --test-threads 1
 run "engine: tiny models vs transformers" "$BIN/gpu_engine" --include-ignored --nocapture tiny
+run "engine: 3-chunk prompts vs CPU engine" "$BIN/gpu_engine" --include-ignored --nocapture long_prompt
 for s in $SHAPES; do
     run "engine: $s vs transformers (128 positions)" env QWEN_RS_REF_DIR="$REF" "$BIN/gpu_engine" --include-ignored --nocapture "full_size_${s/./_}"
 done

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use qwen_rs::chat::{Message, render};
 use qwen_rs::cpu::CpuEngine;
+use qwen_rs::cuda::engine::CHUNK;
 use qwen_rs::cuda::{CudaEngine, Gpu};
 use qwen_rs::engine::Engine;
 use qwen_rs::generate::generate;
@@ -61,6 +62,34 @@ fn tiny_hd64_matches_transformers() {
 #[ignore = "needs a CUDA GPU"]
 fn tiny_hd128_matches_transformers() {
     tiny("tiny-hd128", common::fixture("tiny-hd128"));
+}
+
+/// A prompt of more than two prefill chunks ([`CHUNK`] tokens each), in one call: the last
+/// position's logits are the CPU engine's on the same bf16 weights. Covers the prompt products,
+/// the tensor-core attention of chunks that start past position 0 over cache rows earlier chunks
+/// wrote, and the LM head on the last chunk only.
+fn long_prompt(path: PathBuf) {
+    let (cfg, w) = qwen_rs::load_weights(&path).unwrap();
+    let n = 2 * CHUNK + 77;
+    let ids: Vec<u32> = (0..n).map(|i| ((i * 7919 + 13) % cfg.vocab_size) as u32).collect();
+    let mut gpu = CudaEngine::new(Gpu::open().expect("a CUDA device"), cfg.clone(), &w, n + 8).unwrap();
+    let got = gpu.forward(&ids, 0).unwrap();
+    let want = CpuEngine::new(cfg, w.rounded_to_bf16(), n).forward_tokens(&ids, 0, false).unwrap();
+    let err = rel_l2(&got, &want);
+    println!("{}: {n}-token prompt, last logits vs the CPU engine: rel L2 {err:.2e}", path.display());
+    assert!(err <= 1e-3, "{}: {n}-token prompt: rel L2 {err:.2e}", path.display());
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn long_prompt_hd64_matches_cpu() {
+    long_prompt(common::fixture("tiny-hd64.gguf"));
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn long_prompt_hd128_matches_cpu() {
+    long_prompt(common::fixture("tiny-hd128"));
 }
 
 /// Random full-size weights written on the GPU machine by scripts/gpu-check/ref_model.py, with

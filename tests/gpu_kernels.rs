@@ -99,6 +99,7 @@ fn matmul_matches_cpu() {
         (128, 896, 1, true, false),
         (3584, 3584, 70, true, false),
     ];
+    let scratch = qwen_rs::cuda::MatmulScratch::new(&gpu).unwrap();
     for &(rows, cols, tokens, bias, accumulate) in &cases {
         let (wb, w) = to_bf16(&randn(&mut rng, rows * cols));
         let x = randn(&mut rng, tokens * cols);
@@ -113,6 +114,7 @@ fn matmul_matches_cpu() {
         let out = if accumulate { gpu.upload(&init).unwrap() } else { poisoned(&gpu, tokens * rows) };
         let bias_ptr = if bias { db.as_device_ptr() } else { cust::memory::DevicePointer::null() };
         gpu.matmul(
+            &scratch,
             out.as_device_ptr(),
             dx.as_device_ptr(),
             dw.as_device_ptr(),
@@ -194,13 +196,18 @@ fn attention_matches_cpu() {
     use qwen_rs::kv::KvLayout;
     let gpu = Gpu::open().expect("a CUDA device");
     let mut rng = fresh_rng();
-    // (heads, kv_heads, head_dim, tokens, pos0): decode rows and causal prefill rows, ragged lengths.
+    // (heads, kv_heads, head_dim, tokens, pos0): decode rows and causal prefill rows, ragged lengths;
+    // head_dim 64 and 128 run the tensor-core kernel (several 64-row query tiles, chunks that start
+    // past position 0), 32 the CUDA-core one.
     for &(heads, kv_heads, hd, tokens, pos0, layer) in &[
         (14, 2, 64, 1, 0, 0),
         (14, 2, 64, 1, 37, 1),
         (28, 4, 128, 13, 50, 2),
         (12, 2, 128, 1, 1000, 0),
         (8, 8, 32, 70, 0, 1),
+        (14, 2, 64, 200, 0, 2),
+        (14, 2, 64, 300, 700, 1),
+        (12, 2, 128, 130, 5, 0),
     ] {
         let kv = KvLayout { layers: 3, kv_heads, max_seq: 1100, head_dim: hd };
         let kc = randn(&mut rng, kv.len());
@@ -228,7 +235,9 @@ fn attention_matches_cpu() {
         .unwrap();
         let err = rel_l2(&gpu.download(&out).unwrap(), &want);
         println!("attention heads {heads}/{kv_heads} hd {hd}, {tokens} rows at {pos0}: rel L2 {err:.2e}");
-        assert!(err < 1e-5, "attention: {err}");
+        // The tensor-core kernel keeps 16 bits of each operand (split bf16), the CUDA-core one 24.
+        let tol = if hd == 64 || hd == 128 { 1e-4 } else { 1e-5 };
+        assert!(err < tol, "attention hd {hd}, {tokens} rows at {pos0}: {err}");
     }
 }
 

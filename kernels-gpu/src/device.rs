@@ -25,6 +25,18 @@ pub fn block_y() -> u32 {
     unsafe { nvptx::_block_idx_y() }
 }
 #[inline(always)]
+pub fn block_z() -> u32 {
+    unsafe { nvptx::_block_idx_z() }
+}
+#[inline(always)]
+pub fn grid_dim_y() -> u32 {
+    unsafe { nvptx::_grid_dim_y() }
+}
+#[inline(always)]
+pub fn grid_dim_z() -> u32 {
+    unsafe { nvptx::_grid_dim_z() }
+}
+#[inline(always)]
 pub fn block_dim_x() -> u32 {
     unsafe { nvptx::_block_dim_x() }
 }
@@ -112,6 +124,73 @@ pub fn dynamic_shared<T>() -> *mut T {
     p as *mut T
 }
 
+/// Base of the launch's dynamic shared memory as a shared-window address (what `ld.shared`,
+/// `st.shared` and `cp.async` take).
+#[inline(always)]
+pub fn dynamic_shared_addr() -> u32 {
+    let a: u32;
+    unsafe {
+        asm!("mov.u32 {a}, qwen_dynamic_smem;", a = out(reg32) a, options(pure, nomem, nostack, preserves_flags));
+    }
+    a
+}
+
+/// `ld.shared.u32` at shared-window address `a`.
+#[inline(always)]
+pub unsafe fn load_shared_u32(a: u32) -> u32 {
+    let v: u32;
+    unsafe {
+        asm!("ld.shared.u32 {v}, [{a}];", v = out(reg32) v, a = in(reg32) a, options(readonly, nostack, preserves_flags));
+    }
+    v
+}
+
+/// `ld.shared.f32` at shared-window address `a`.
+#[inline(always)]
+pub unsafe fn load_shared_f32(a: u32) -> f32 {
+    let v: f32;
+    unsafe {
+        asm!("ld.shared.f32 {v}, [{a}];", v = out(reg32) v, a = in(reg32) a, options(readonly, nostack, preserves_flags));
+    }
+    v
+}
+
+/// `ld.shared.v2.f32` at shared-window address `a` (8-byte aligned).
+#[inline(always)]
+pub unsafe fn load_shared_v2_f32(a: u32) -> [f32; 2] {
+    let (x, y): (f32, f32);
+    unsafe {
+        asm!("ld.shared.v2.f32 {{{x}, {y}}}, [{a}];", x = out(reg32) x, y = out(reg32) y, a = in(reg32) a,
+             options(readonly, nostack, preserves_flags));
+    }
+    [x, y]
+}
+
+/// `cp.async.cg.shared.global` (sm_80+): copies 16 bytes from global `src` to shared-window
+/// address `dst` (both 16-byte aligned) without going through registers; with `bytes = 0` it
+/// reads nothing and writes 16 zero bytes. Completes at [`cp_async_wait`] after
+/// [`cp_async_commit`].
+#[inline(always)]
+pub unsafe fn cp_async_16(dst: u32, src: *const u8, bytes: u32) {
+    unsafe {
+        asm!("cp.async.cg.shared.global [{d}], [{s}], 16, {n};", d = in(reg32) dst, s = in(reg64) src,
+             n = in(reg32) bytes, options(nostack, preserves_flags));
+    }
+}
+
+/// `cp.async.commit_group`: the copies this thread issued since the last commit form one group.
+#[inline(always)]
+pub fn cp_async_commit() {
+    unsafe { asm!("cp.async.commit_group;", options(nostack, preserves_flags)) }
+}
+
+/// `cp.async.wait_group N`: waits until at most `N` of this thread's committed groups are still
+/// in flight. Other threads' copies are visible only after a barrier that follows.
+#[inline(always)]
+pub fn cp_async_wait<const N: u32>() {
+    unsafe { asm!("cp.async.wait_group {n};", n = const N, options(nostack, preserves_flags)) }
+}
+
 /// Sum of `v` over the whole block (blockDim.x a multiple of 32, at most 1024), using
 /// `WARP` floats of dynamic shared memory starting at `scratch`. Every thread gets the total.
 /// Contains two barriers: every thread of the block must call it.
@@ -163,8 +242,13 @@ pub fn sqrt(x: f32) -> f32 {
 /// `e^x` through the hardware `2^x` unit (`ex2.approx`, ~2 ulp): `e^x = 2^(x·log2 e)`.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    exp2(x * core::f32::consts::LOG2_E)
+}
+
+/// `2^x` (`ex2.approx.f32`: relative error ~2⁻²²; `2^−∞ = 0`).
+#[inline(always)]
+pub fn exp2(y: f32) -> f32 {
     let r: f32;
-    let y = x * core::f32::consts::LOG2_E;
     unsafe {
         asm!("ex2.approx.f32 {r}, {y};", r = out(reg32) r, y = in(reg32) y,
              options(pure, nomem, nostack, preserves_flags));
@@ -286,5 +370,43 @@ pub unsafe fn prefetch_l2_warp(p: *const u16, bytes: usize) {
                  options(nostack, preserves_flags));
         }
         off += 32 * 128;
+    }
+}
+
+/// Two f32 → two bf16 rounded to nearest even, packed (`cvt.rn.bf16x2.f32`, sm_80+): `a` in the
+/// low half, `b` in the high half.
+#[inline(always)]
+pub fn pack_bf16x2(a: f32, b: f32) -> u32 {
+    let d: u32;
+    unsafe {
+        asm!("cvt.rn.bf16x2.f32 {d}, {b}, {a};", d = out(reg32) d, a = in(reg32) a, b = in(reg32) b,
+                         options(pure, nomem, nostack, preserves_flags));
+    }
+    d
+}
+
+/// `(a, b) = hi + lo` with `hi`, `lo` packed bf16 pairs (as [`pack_bf16x2`]): `hi` holds each
+/// value's top 8 significant bits, `lo` the next 8.
+#[inline(always)]
+pub fn split_bf16x2(a: f32, b: f32) -> (u32, u32) {
+    let hi = pack_bf16x2(a, b);
+    let (ha, hb) = (f32::from_bits(hi << 16), f32::from_bits(hi & 0xffff_0000));
+    (hi, pack_bf16x2(a - ha, b - hb))
+}
+
+/// `d = a·b + d` for one 16 × 8 × 16 bf16 tile (`mma.sync.aligned.m16n8k16.row.col`), f32
+/// accumulate. Each register holds two bf16, the lower column (or k) in the low half. Fragments,
+/// with `g = lane / 4`, `t = lane mod 4`: `a = [A(g, 2t..), A(g+8, 2t..), A(g, 2t+8..), A(g+8, 2t+8..)]`,
+/// `b = [B(2t.., g), B(2t+8.., g)]`, `d = [D(g, 2t), D(g, 2t+1), D(g+8, 2t), D(g+8, 2t+1)]`.
+#[inline(always)]
+pub fn mma_bf16(d: &mut [f32; 4], a: [u32; 4], b: [u32; 2]) {
+    unsafe {
+        asm!(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {{{d0}, {d1}, {d2}, {d3}}}, {{{a0}, {a1}, {a2}, {a3}}}, {{{b0}, {b1}}}, {{{d0}, {d1}, {d2}, {d3}}};",
+            d0 = inout(reg32) d[0], d1 = inout(reg32) d[1], d2 = inout(reg32) d[2], d3 = inout(reg32) d[3],
+            a0 = in(reg32) a[0], a1 = in(reg32) a[1], a2 = in(reg32) a[2], a3 = in(reg32) a[3],
+            b0 = in(reg32) b[0], b1 = in(reg32) b[1],
+            options(pure, nomem, nostack, preserves_flags)
+        );
     }
 }

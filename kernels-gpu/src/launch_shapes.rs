@@ -19,9 +19,36 @@ pub const LM_HEAD_ROWS_PER_WARP: usize = 4;
 /// 32 × 32), and the columns of one K step.
 pub const TC_TILE: usize = 64;
 pub const TC_K: usize = 32;
-/// Row stride of `matmul_tc`'s shared-memory tiles, in bf16: 8 of padding (a row is 20 words)
-/// make the fragment reads fall on 32 different banks (`(20·g + t) mod 32` for the 8 × 4 lanes).
-pub const TC_STRIDE: usize = TC_K + 8;
-/// Dynamic shared memory of `matmul_tc`: the x tile's high and low bf16 halves and the w tile,
-/// each `[TC_TILE][TC_STRIDE]` bf16.
-pub const TC_SHARED_BYTES: usize = 3 * TC_TILE * TC_STRIDE * 2;
+/// K steps of `matmul_tc` in flight at once: shared-memory stages filled by `cp.async`.
+pub const TC_STAGES: usize = 3;
+/// Row strides of `matmul_tc`'s shared-memory tiles, in elements: the x tile is f32, the w tile
+/// bf16, each padded by 8 so that rows stay 16-byte aligned and the fragment reads fall on
+/// different banks (x: `(40·g + 2t) mod 32` distinct for each half-warp's 64-bit reads; w:
+/// `(20·g + t) mod 32` distinct for the 8 × 4 lanes).
+pub const TC_X_STRIDE: usize = TC_K + 8;
+pub const TC_W_STRIDE: usize = TC_K + 8;
+/// Bytes of one stage: the x tile `[TC_TILE][TC_X_STRIDE]` f32, then the w tile
+/// `[TC_TILE][TC_W_STRIDE]` bf16.
+pub const TC_STAGE_BYTES: usize = TC_TILE * TC_X_STRIDE * 4 + TC_TILE * TC_W_STRIDE * 2;
+/// Dynamic shared memory of `matmul_tc` (46,080 bytes, under the 48 KiB default limit).
+pub const TC_SHARED_BYTES: usize = TC_STAGES * TC_STAGE_BYTES;
+/// Output elements of one `matmul_tc` tile: what a split of the K range leaves in the scratch.
+pub const TC_TILE_ELEMS: usize = TC_TILE * TC_TILE;
+
+/// Query rows of one `attention_prefill_tc_*` block (4 warps of 16) and keys of one K/V tile.
+pub const FLASH_ROWS: usize = 64;
+pub const FLASH_KEYS: usize = 32;
+/// Row strides (f32) of the K and V tiles in shared memory: K padded by 8 so that each half-warp's
+/// 64-bit fragment reads (`(ks·g + 2t) mod 32`) and V by 4 so that its 32-bit reads
+/// (`(vs·2t + g) mod 32`) fall on different banks; rows stay 16-byte aligned for `cp.async`.
+pub const fn flash_k_stride(head_dim: usize) -> usize {
+    head_dim + 8
+}
+pub const fn flash_v_stride(head_dim: usize) -> usize {
+    head_dim + 4
+}
+/// Dynamic shared memory of `attention_prefill_tc_*`: two stages of a K and a V tile (f32):
+/// 35,840 bytes for head_dim 64, 68,608 for 128.
+pub const fn flash_shared_bytes(head_dim: usize) -> usize {
+    2 * FLASH_KEYS * (flash_k_stride(head_dim) + flash_v_stride(head_dim)) * 4
+}

@@ -18,6 +18,7 @@ pub mod attention;
 pub mod decode;
 pub mod device;
 pub mod embedding;
+pub mod flash_attention;
 pub mod kv_layout;
 pub mod launch_shapes;
 pub mod matmul;

@@ -8,40 +8,13 @@
 //!
 //! Layout: `w` is `[rows, cols]` bf16 bits, row-major; `x` is `[tokens, cols]` f32; `out` is
 //! `[tokens, rows]` f32.
+//!
+//! The kernel is [`matmul_tc`]; its K range may be split over several blocks per output tile
+//! (split-K, for the small grids of short prompts), the last block of a tile adding the splits'
+//! partial sums in a fixed order, so the result does not depend on which block finishes first.
 
 use crate::device::*;
-use crate::launch_shapes::{TC_K, TC_SHARED_BYTES, TC_STRIDE, TC_TILE};
-
-/// f32 → bf16 bits, rounded to nearest even (in the low 16 bits).
-#[inline(always)]
-fn bf16_bits(x: f32) -> u32 {
-    let b = x.to_bits();
-    (b + 0x7fff + ((b >> 16) & 1)) >> 16
-}
-
-/// `x = hi + lo` with `hi`, `lo` bf16 (bits): `hi` holds x's top 8 significant bits, `lo` the next 8.
-#[inline(always)]
-fn split_bf16(x: f32) -> (u32, u32) {
-    let hi = bf16_bits(x);
-    (hi, bf16_bits(x - f32::from_bits(hi << 16)))
-}
-
-/// `d = a·b + d` for one 16 × 8 × 16 bf16 tile (`mma.sync.aligned.m16n8k16.row.col`), f32
-/// accumulate. Each register holds two bf16, the lower column (or k) in the low half. Fragments,
-/// with `g = lane / 4`, `t = lane mod 4`: `a = [A(g, 2t..), A(g+8, 2t..), A(g, 2t+8..), A(g+8, 2t+8..)]`,
-/// `b = [B(2t.., g), B(2t+8.., g)]`, `d = [D(g, 2t), D(g, 2t+1), D(g+8, 2t), D(g+8, 2t+1)]`.
-#[inline(always)]
-fn mma_bf16(d: &mut [f32; 4], a: [u32; 4], b: [u32; 2]) {
-    unsafe {
-        core::arch::asm!(
-            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {{{d0}, {d1}, {d2}, {d3}}}, {{{a0}, {a1}, {a2}, {a3}}}, {{{b0}, {b1}}}, {{{d0}, {d1}, {d2}, {d3}}};",
-            d0 = inout(reg32) d[0], d1 = inout(reg32) d[1], d2 = inout(reg32) d[2], d3 = inout(reg32) d[3],
-            a0 = in(reg32) a[0], a1 = in(reg32) a[1], a2 = in(reg32) a[2], a3 = in(reg32) a[3],
-            b0 = in(reg32) b[0], b1 = in(reg32) b[1],
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-}
+use crate::launch_shapes::{TC_K, TC_SHARED_BYTES, TC_STAGE_BYTES, TC_STAGES, TC_TILE, TC_TILE_ELEMS, TC_W_STRIDE, TC_X_STRIDE};
 
 /// The prompt-chunk product on tensor cores (the module doc has the math and layout):
 /// `out[t, r] = (accumulate ? out[t, r] : 0) + bias[r] + Σ_c x[t, c] · w[r, c]`.
@@ -52,12 +25,26 @@ fn mma_bf16(d: &mut [f32; 4], a: [u32; 4], b: [u32; 2]) {
 /// relative error ~1e-5 against an f64 sum, where bf16 activations alone give ~2e-3.
 ///
 /// Tiling: a block computes 64 tokens × 64 rows; its 4 warps each 32 × 32 (2 × 4 tiles of
-/// 16 × 8). The K dimension goes 32 columns at a time through shared memory (x split into its two
-/// halves while it is stored, w as it is, each `[64][40]` bf16); the next step's tiles are loaded
-/// into registers while the current step's products run. Ragged edges load zeros and store nothing.
-/// Launch: grid `(ceil(rows / 64), ceil(tokens / 64), 1)`, block `(128, 1, 1)`, dynamic shared
-/// memory [`TC_SHARED_BYTES`] (these constants are in `launch_shapes.rs`). sm_80 or newer. CPU twin: `host::cpu::ops::matmul`.
+/// 16 × 8). The K dimension goes 32 columns at a time through [`TC_STAGES`] shared-memory stages
+/// that `cp.async` fills while earlier stages are multiplied (x as f32, split into its halves when
+/// a fragment is read; w as it is). Ragged edges load zeros and store nothing. With `cols` not a
+/// multiple of 8 the tiles are filled by ordinary loads instead (16-byte copies would be
+/// misaligned).
+///
+/// Split-K: block `(bx, by, z)` of a grid with `S = gridDim.z` covers the K steps
+/// `[z·per, (z+1)·per)`, `per = ceil(ceil(cols/32) / S)` (the host picks `S` so that none is
+/// empty). With `S > 1` each block stores its 64 × 64 partial sums in
+/// `work[(z · tiles + tile) · 4096 ..]` (`tiles = gridDim.x · gridDim.y`) and counts itself in
+/// `counters[tile]`; the last of a tile adds the `S` partials in order `z = 0, 1, …` (so the
+/// result is the same whichever block is last), then bias and residual, writes `out` and sets
+/// the counter back to 0. `counters` must be zero before the first launch; with `S = 1`, `work`
+/// and `counters` are not touched (may be null).
+///
+/// Launch: grid `(ceil(rows / 64), ceil(tokens / 64), S)`, block `(128, 1, 1)`, dynamic shared
+/// memory [`TC_SHARED_BYTES`] (these constants are in `launch_shapes.rs`). sm_80 or newer.
+/// CPU twin: `host::cpu::ops::matmul`.
 #[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
 pub unsafe extern "ptx-kernel" fn matmul_tc(
     out: *mut f32,
     x: *const f32,
@@ -67,112 +54,145 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
     cols: u32,
     tokens: u32,
     accumulate: u32,
+    work: *mut f32,
+    counters: *mut u32,
 ) {
     let (rows, cols, tokens) = (rows as usize, cols as usize, tokens as usize);
     let (r0, t0) = (block_x() as usize * TC_TILE, block_y() as usize * TC_TILE);
+    let (z, splits) = (block_z() as usize, grid_dim_z() as usize);
+    let steps = cols.div_ceil(TC_K);
+    let per = steps.div_ceil(splits);
+    let first = z * per;
+    let n = steps.min(first + per).saturating_sub(first); // K steps of this block
     let tid = thread_x() as usize;
     let (lane, warp) = (lane() as usize, warp_id() as usize);
     let (g, t) = (lane / 4, lane % 4);
     let (wm, wn) = (warp / 2 * 32, warp % 2 * 32); // this warp's token and row offsets in the tile
-    let xh = dynamic_shared::<u16>();
-    let (xl, ws) = unsafe { (xh.add(TC_TILE * TC_STRIDE), xh.add(2 * TC_TILE * TC_STRIDE)) };
-    // The 32-bit word holding elements (row, col) and (row, col + 1) of a tile (col even).
-    let word = |tile: *mut u16, row: usize, col: usize| unsafe { tile.add(row * TC_STRIDE + col) as *mut u32 };
+    let smem = dynamic_shared::<u8>();
+    let base = dynamic_shared_addr();
+    let aligned = cols % 8 == 0;
+    // Stage `s`: the x tile at byte `s · TC_STAGE_BYTES`, the w tile after it.
+    let x_at = |s: usize, row: usize, col: usize| s * TC_STAGE_BYTES + (row * TC_X_STRIDE + col) * 4;
+    let w_at = |s: usize, row: usize, col: usize| s * TC_STAGE_BYTES + TC_TILE * TC_X_STRIDE * 4 + (row * TC_W_STRIDE + col) * 2;
+
+    // Starts filling stage `s` with K step `step`: 64 × 32 activations (512 pieces of 16 bytes,
+    // 4 per thread) and 64 × 32 weights (256 pieces, 2 per thread).
+    let fill = |step: usize, s: usize| {
+        let k0 = step * TC_K;
+        for i in 0..4 {
+            let piece = i * 128 + tid;
+            let (row, col) = (piece / (TC_K / 4), piece % (TC_K / 4) * 4);
+            let (tr, c) = (t0 + row, k0 + col);
+            if aligned {
+                let ok = tr < tokens && c < cols;
+                let src = if ok { unsafe { x.add(tr * cols + c) } } else { x };
+                unsafe { cp_async_16(base + x_at(s, row, col) as u32, src as *const u8, if ok { 16 } else { 0 }) };
+            } else {
+                for k in 0..4 {
+                    let v = if tr < tokens && c + k < cols { unsafe { *x.add(tr * cols + c + k) } } else { 0.0 };
+                    unsafe { *(smem.add(x_at(s, row, col + k)) as *mut f32) = v };
+                }
+            }
+        }
+        for i in 0..2 {
+            let piece = i * 128 + tid;
+            let (row, col) = (piece / (TC_K / 8), piece % (TC_K / 8) * 8);
+            let (wr, c) = (r0 + row, k0 + col);
+            if aligned {
+                let ok = wr < rows && c < cols;
+                let src = if ok { unsafe { w.add(wr * cols + c) } } else { w };
+                unsafe { cp_async_16(base + w_at(s, row, col) as u32, src as *const u8, if ok { 16 } else { 0 }) };
+            } else {
+                for k in 0..8 {
+                    let v = if wr < rows && c + k < cols { unsafe { *w.add(wr * cols + c + k) } } else { 0 };
+                    unsafe { *(smem.add(w_at(s, row, col + k)) as *mut u16) = v };
+                }
+            }
+        }
+    };
+
+    // This warp's products over stage `s`.
     let mut acc = [[[0.0f32; 4]; 4]; 2];
-
-    // One K step's share of this thread, global memory → registers: 4 × 4 activations (f32) and
-    // 2 × 8 weights (bf16 pairs), zeros past the edges.
-    let load = |k0: usize| -> ([[f32; 4]; 4], [[u32; 4]; 2]) {
-        let mut xv = [[0.0f32; 4]; 4];
-        for (i, v) in xv.iter_mut().enumerate() {
-            let e = (i * 128 + tid) * 4; // element of the 64 × 32 tile, 4 at a time
-            let (tr, tc) = (e / TC_K, e % TC_K);
-            let src = (t0 + tr) * cols + k0 + tc;
-            if t0 + tr < tokens && k0 + tc + 4 <= cols && cols % 4 == 0 {
-                *v = unsafe { load_v4_f32(x.add(src)) };
-            } else {
-                for (k, vk) in v.iter_mut().enumerate() {
-                    if t0 + tr < tokens && k0 + tc + k < cols {
-                        *vk = unsafe { *x.add(src + k) };
-                    }
-                }
-            }
-        }
-        let mut wv = [[0u32; 4]; 2];
-        for (i, v) in wv.iter_mut().enumerate() {
-            let e = (i * 128 + tid) * 8;
-            let (wr, wc) = (e / TC_K, e % TC_K);
-            let src = (r0 + wr) * cols + k0 + wc;
-            if r0 + wr < rows && k0 + wc + 8 <= cols && cols % 8 == 0 {
-                *v = unsafe { load_nc_v4(w.add(src) as *const u32) };
-            } else {
-                for (k, pair) in v.iter_mut().enumerate() {
-                    for half in 0..2 {
-                        let c = 2 * k + half;
-                        if r0 + wr < rows && k0 + wc + c < cols {
-                            *pair |= (unsafe { *w.add(src + c) } as u32) << (16 * half);
-                        }
-                    }
-                }
-            }
-        }
-        (xv, wv)
-    };
-    // Registers → the shared-memory tiles, the activations split into their two bf16 halves.
-    let store = |(xv, wv): &([[f32; 4]; 4], [[u32; 4]; 2])| {
-        for (i, v) in xv.iter().enumerate() {
-            let e = (i * 128 + tid) * 4;
-            let (tr, tc) = (e / TC_K, e % TC_K);
-            for k in 0..2 {
-                let ((h0, l0), (h1, l1)) = (split_bf16(v[2 * k]), split_bf16(v[2 * k + 1]));
-                unsafe {
-                    *word(xh, tr, tc + 2 * k) = h0 | (h1 << 16);
-                    *word(xl, tr, tc + 2 * k) = l0 | (l1 << 16);
-                }
-            }
-        }
-        for (i, v) in wv.iter().enumerate() {
-            let e = (i * 128 + tid) * 8;
-            let (wr, wc) = (e / TC_K, e % TC_K);
-            for (k, pair) in v.iter().enumerate() {
-                unsafe { *word(ws, wr, wc + 2 * k) = *pair };
-            }
-        }
-    };
-
-    // Software pipeline: the next K step's loads are in flight while this one's products run.
-    let mut next = load(0);
-    let mut k0 = 0;
-    while k0 < cols {
-        store(&next);
-        sync_threads();
-        if k0 + TC_K < cols {
-            next = load(k0 + TC_K);
-        }
+    let mut multiply = |s: usize| {
         for kk in (0..TC_K).step_by(16) {
             let mut a_hi = [[0u32; 4]; 2];
             let mut a_lo = [[0u32; 4]; 2];
             for m in 0..2 {
-                let r = wm + m * 16 + g;
                 for q in 0..4 {
                     let (dr, dc) = ((q & 1) * 8, (q >> 1) * 8);
-                    unsafe {
-                        a_hi[m][q] = *word(xh, r + dr, kk + 2 * t + dc);
-                        a_lo[m][q] = *word(xl, r + dr, kk + 2 * t + dc);
-                    }
+                    let v = unsafe { load_shared_v2_f32(base + x_at(s, wm + m * 16 + g + dr, kk + 2 * t + dc) as u32) };
+                    (a_hi[m][q], a_lo[m][q]) = split_bf16x2(v[0], v[1]);
                 }
             }
             for n in 0..4 {
                 let nr = wn + n * 8 + g;
-                let b = unsafe { [*word(ws, nr, kk + 2 * t), *word(ws, nr, kk + 2 * t + 8)] };
+                let b = unsafe {
+                    [
+                        load_shared_u32(base + w_at(s, nr, kk + 2 * t) as u32),
+                        load_shared_u32(base + w_at(s, nr, kk + 2 * t + 8) as u32),
+                    ]
+                };
                 for m in 0..2 {
                     mma_bf16(&mut acc[m][n], a_lo[m], b);
                     mma_bf16(&mut acc[m][n], a_hi[m], b);
                 }
             }
         }
+    };
+
+    // The pipeline: TC_STAGES − 1 steps in flight before the first product; each iteration
+    // waits for its own step, then refills the stage the previous iteration used (every thread
+    // is past it: the barrier), then multiplies. Empty commits keep the group count regular.
+    for s in 0..TC_STAGES - 1 {
+        if s < n {
+            fill(first + s, s);
+        }
+        cp_async_commit();
+    }
+    for i in 0..n {
+        cp_async_wait::<{ TC_STAGES as u32 - 2 }>();
         sync_threads();
-        k0 += TC_K;
+        if i + TC_STAGES - 1 < n {
+            fill(first + i + TC_STAGES - 1, (i + TC_STAGES - 1) % TC_STAGES);
+        }
+        cp_async_commit();
+        multiply(i % TC_STAGES);
+    }
+
+    if splits > 1 {
+        // Publish this split's partial tile (element j of this thread at j·128 + tid: coalesced).
+        let tiles = (grid_dim_x() * grid_dim_y()) as usize;
+        let tile = block_y() as usize * grid_dim_x() as usize + block_x() as usize;
+        let mine = unsafe { work.add((z * tiles + tile) * TC_TILE_ELEMS) };
+        for j in 0..32 {
+            unsafe { *mine.add(j * 128 + tid) = acc[j / 16][j / 4 % 4][j % 4] };
+        }
+        fence_gpu();
+        sync_threads(); // every thread's partials are fenced and its products done
+        let flag = smem as *mut u32;
+        if tid == 0 {
+            let done = unsafe { atomic_add_u32(counters.add(tile), 1) } + 1;
+            let last = done == splits as u32;
+            if last {
+                unsafe { *counters.add(tile) = 0 };
+            }
+            unsafe { *flag = last as u32 };
+        }
+        sync_threads();
+        if unsafe { *flag } == 0 {
+            return;
+        }
+        fence_gpu();
+        let mut sum = [0.0f32; 32];
+        for zz in 0..splits {
+            let part = unsafe { work.add((zz * tiles + tile) * TC_TILE_ELEMS) };
+            for (j, v) in sum.iter_mut().enumerate() {
+                *v += unsafe { load_relaxed_f32(part.add(j * 128 + tid)) };
+            }
+        }
+        for (j, v) in sum.iter().enumerate() {
+            acc[j / 16][j / 4 % 4][j % 4] = *v;
+        }
     }
 
     for m in 0..2 {

@@ -18,7 +18,7 @@ use cust::memory::{AsyncCopyDestination, DeviceBuffer, DevicePointer};
 use cust::sys as cu;
 use half::bf16;
 
-use super::kernels::Ptr;
+use super::kernels::{MatmulScratch, Ptr};
 use super::{Gpu, check};
 use crate::config::Config;
 use crate::cpu::ops::rope_tables;
@@ -28,7 +28,7 @@ use crate::kv::KvLayout;
 use crate::weights::{Linear, Weights};
 
 /// Prompt tokens processed per pass; longer prompts run in several passes.
-pub const CHUNK: usize = 256;
+pub const CHUNK: usize = 512;
 
 /// One decoder layer: pointers into the engine's one weight allocation (bf16) and one bias
 /// allocation (f32). The q, k and v weights are stored stacked (`[q_dim + 2·kv_dim, hidden]`,
@@ -103,6 +103,8 @@ struct RunState {
     /// Most blocks per head of the decode attention (long contexts): two per SM over all heads,
     /// so that one wave of blocks covers the context.
     splits: usize,
+    /// Split-K scratch of the prompt products.
+    products: MatmulScratch,
 }
 
 /// Fields drop in declaration order: the graph and every device buffer go before `gpu`, whose
@@ -231,6 +233,7 @@ impl CudaEngine {
             partial: gpu.alloc(cfg.num_attention_heads * splits * (cfg.head_dim + 2))?,
             counters: gpu.upload(&vec![0u32; cfg.num_attention_heads])?,
             splits,
+            products: MatmulScratch::new(&gpu)?,
         };
         let engine = CudaEngine {
             embed_tokens: wat(embed_at),
@@ -402,7 +405,7 @@ impl CudaEngine {
         let part = |out: Ptr<f32>, w: Ptr<u16>, bias: Option<Ptr<f32>>, first: usize, rows: usize| {
             let w = unsafe { w.add(first * h) };
             let b = bias.map_or(null(), |b| unsafe { b.add(first) });
-            g.matmul(out, p(&s.xb), w, b, rows, h, t, false)
+            g.matmul(&s.products, out, p(&s.xb), w, b, rows, h, t, false)
         };
 
         // xb = norm(x); q, k, v = xb·Wqᵀ + bq, …               [t, q_dim], [t, kv_dim] ×2
@@ -427,13 +430,13 @@ impl CudaEngine {
         )?;
         // att = attention(q, cache); x += att·Woᵀ                [t, q_dim] → [t, h]
         g.attention(p(&s.att), p(&s.q), p(&self.k_cache), p(&self.v_cache), kv, cfg.num_attention_heads, l, pos0, t)?;
-        g.matmul(p(&s.x), p(&s.att), layer.o_proj, null(), h, qd, t, true)?;
+        g.matmul(&s.products, p(&s.x), p(&s.att), layer.o_proj, null(), h, qd, t, true)?;
         // xb = norm(x); x += (silu(xb·Wgᵀ) ⊙ xb·Wuᵀ)·Wdᵀ          [t, inter] → [t, h]
         g.rmsnorm(p(&s.xb), p(&s.x), layer.post_attention_layernorm, t, h, cfg.rms_norm_eps)?;
         part(p(&s.gate), layer.gate_up, None, 0, inter)?;
         part(p(&s.up), layer.gate_up, None, inter, inter)?;
         g.swiglu(p(&s.hb), p(&s.gate), p(&s.up), t * inter)?;
-        g.matmul(p(&s.x), p(&s.hb), layer.down_proj, null(), h, inter, t, true)
+        g.matmul(&s.products, p(&s.x), p(&s.hb), layer.down_proj, null(), h, inter, t, true)
     }
 }
 

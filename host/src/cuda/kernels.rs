@@ -5,12 +5,15 @@
 
 use cust::function::{BlockSize, GridSize};
 use cust::launch;
-use cust::memory::DevicePointer;
+use cust::memory::{DeviceBuffer, DevicePointer};
 
 use super::launch::kernel_args;
-use super::{Gpu, cuda};
+use super::{Gpu, check, cuda};
+use cust::sys as cu;
 use crate::error::{Error, Result};
-use shapes::{DECODE_ATTENTION_WARPS, LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_SHARED_BYTES, TC_TILE};
+use shapes::{
+    DECODE_ATTENTION_WARPS, LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_K, TC_SHARED_BYTES, TC_TILE, TC_TILE_ELEMS,
+};
 
 pub type Ptr<T> = DevicePointer<T>;
 
@@ -21,6 +24,39 @@ mod shapes;
 
 fn u32_of(what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Cuda(format!("{what} = {v} does not fit a kernel argument")))
+}
+
+/// Partial tiles the split-K products may leave at once (8 MiB of f32).
+pub const MATMUL_PARTIAL_TILES: usize = 512;
+
+/// Scratch of the split-K prompt products (`matmul_tc`): room for [`MATMUL_PARTIAL_TILES`]
+/// partial 64 × 64 tiles and one arrival counter per output tile (zero between launches).
+pub struct MatmulScratch {
+    work: DeviceBuffer<f32>,
+    counters: DeviceBuffer<u32>,
+}
+
+impl MatmulScratch {
+    pub fn new(gpu: &Gpu) -> Result<Self> {
+        Ok(MatmulScratch {
+            work: gpu.alloc(MATMUL_PARTIAL_TILES * TC_TILE_ELEMS)?,
+            counters: gpu.upload(&vec![0u32; MATMUL_PARTIAL_TILES])?,
+        })
+    }
+}
+
+/// Blocks per output tile of `matmul_tc` (its grid's `z`): enough to give the GPU about three
+/// blocks per SM (one wave: the kernel's ~170 registers a thread let three blocks share an SM)
+/// when the tiles alone do not, each block keeping at least 4 K steps, the partials fitting the scratch, and no
+/// split left empty.
+pub fn matmul_splits(rows: usize, cols: usize, tokens: usize, sms: usize) -> usize {
+    let tiles = rows.div_ceil(TC_TILE) * tokens.div_ceil(TC_TILE);
+    let steps = cols.div_ceil(TC_K);
+    let want = (3 * sms / tiles.max(1)).min(steps / 4).min(MATMUL_PARTIAL_TILES / tiles.max(1));
+    if want <= 1 {
+        return 1;
+    }
+    steps.div_ceil(steps.div_ceil(want))
 }
 
 impl Gpu {
@@ -63,10 +99,12 @@ impl Gpu {
     }
 
     /// `matmul.rs`: `out[t, r] (+)= x[t]·w[r] + bias[r]` on tensor cores (split-bf16 `mma`). `bias`
-    /// may be null.
+    /// may be null. Short prompts give few 64 × 64 output tiles; then the K range is split over
+    /// several blocks per tile (partial sums in `scratch`) so that the grid fills the GPU.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
+        scratch: &MatmulScratch,
         out: Ptr<f32>,
         x: Ptr<f32>,
         w: Ptr<u16>,
@@ -80,12 +118,16 @@ impl Gpu {
         let s = &self.stream;
         let (r, c, t) = (u32_of("rows", rows)?, u32_of("cols", cols)?, u32_of("tokens", tokens)?);
         let tile = TC_TILE as u32;
-        let grid = GridSize::xy(r.div_ceil(tile), t.div_ceil(tile));
+        let splits = matmul_splits(rows, cols, tokens, self.sms);
+        let grid = GridSize::xyz(r.div_ceil(tile), t.div_ceil(tile), splits as u32);
         let smem = TC_SHARED_BYTES as u32;
+        let (work, counters) = (scratch.work.as_device_ptr(), scratch.counters.as_device_ptr());
         unsafe {
             cuda(
                 "matmul_tc",
-                launch!(f<<<grid, BlockSize::x(128), smem, s>>>(out, x, w, bias, r, c, t, accumulate as u32)),
+                launch!(f<<<grid, BlockSize::x(128), smem, s>>>(
+                    out, x, w, bias, r, c, t, accumulate as u32, work, counters
+                )),
             )
         }
     }
@@ -121,7 +163,8 @@ impl Gpu {
         }
     }
 
-    /// `attention.rs`: causal GQA of `tokens` query rows at positions `*pos0..` over the cache.
+    /// Causal GQA of `tokens` query rows at positions `*pos0..` over the cache: on tensor cores
+    /// (`flash_attention.rs`) for head_dim 64 and 128, else `attention.rs`'s `attention_f32`.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &self,
@@ -136,12 +179,32 @@ impl Gpu {
         tokens: usize,
     ) -> Result<()> {
         check_head_dim(kv.head_dim)?;
-        let f = self.function("attention_f32")?;
         let s = &self.stream;
-        let grid = GridSize::xy(u32_of("heads", heads)?, u32_of("tokens", tokens)?);
-        let smem = (PREFILL_ATTENTION_WARPS * (kv.head_dim + 2) * 4) as u32;
         let (h, g, d) = (heads as u32, kv.kv_heads as u32, kv.head_dim as u32);
         let (l, m, p) = (layer as u32, u32_of("max_seq", kv.max_seq)?, pos0);
+        let flash = match kv.head_dim {
+            64 => Some("attention_prefill_tc_64"),
+            128 => Some("attention_prefill_tc_128"),
+            _ => None,
+        };
+        if let Some(name) = flash {
+            let f = self.function(name)?;
+            let smem = shapes::flash_shared_bytes(kv.head_dim) as u32;
+            // Above 48 KiB a kernel's dynamic shared memory must be allowed explicitly.
+            check(name, unsafe {
+                cu::cuFuncSetAttribute(
+                    f.to_raw(),
+                    cu::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    smem as i32,
+                )
+            })?;
+            let t = u32_of("tokens", tokens)?;
+            let grid = GridSize::xy(t.div_ceil(shapes::FLASH_ROWS as u32), h);
+            return unsafe { cuda(name, launch!(f<<<grid, BlockSize::x(128), smem, s>>>(out, q, k_cache, v_cache, h, g, l, m, p, t))) };
+        }
+        let f = self.function("attention_f32")?;
+        let grid = GridSize::xy(u32_of("heads", heads)?, u32_of("tokens", tokens)?);
+        let smem = (PREFILL_ATTENTION_WARPS * (kv.head_dim + 2) * 4) as u32;
         unsafe {
             cuda(
                 "attention_f32",
