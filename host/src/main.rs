@@ -89,6 +89,9 @@ struct RunArgs {
     /// Keep generating past the end-of-turn token (for benchmarks and checks), up to --max-tokens.
     #[arg(long)]
     ignore_eos: bool,
+    /// Print where the load time goes (model and tokenizer, CUDA start-up, upload) to stderr.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 fn main() {
@@ -165,6 +168,7 @@ fn run(args: RunArgs) -> Result<()> {
     // model is read and dequantised.
     let gpu = (args.device != DeviceChoice::Cpu).then(|| std::thread::spawn(cuda::Gpu::open));
     let loaded = qwen_rs::load(&model_path)?; // its errors name the file
+    let read_s = t_load.elapsed().as_secs_f64();
     let ctx = args.ctx_size.min(loaded.config.max_position_embeddings);
 
     let text = if args.raw {
@@ -195,10 +199,12 @@ fn run(args: RunArgs) -> Result<()> {
         );
     }
     let cfg = loaded.config.clone();
+    let t_wait = Instant::now();
     let gpu = gpu.map(|t| {
         let opened = t.join().unwrap_or_else(|_| Err(qwen_rs::error::Error::Cuda("CUDA start-up panicked".into())));
         opened.and_then(|g| g.make_current().map(|()| g))
     });
+    let (wait_s, t_engine) = (t_wait.elapsed().as_secs_f64(), Instant::now());
     let mut engine: Box<dyn Engine> = match (args.device, gpu) {
         (DeviceChoice::Cpu, _) | (_, None) => Box::new(CpuEngine::new(cfg, loaded.weights, ctx)),
         (DeviceChoice::Cuda, Some(gpu)) => {
@@ -214,6 +220,13 @@ fn run(args: RunArgs) -> Result<()> {
         },
     };
     let load_s = t_load.elapsed().as_secs_f64();
+    if args.verbose {
+        eprintln!(
+            "qwen-rs: load {load_s:.2} s: model and tokenizer read {read_s:.2} s, then {wait_s:.2} s waiting for \
+             CUDA start-up (it runs meanwhile), {:.2} s building the engine (for CUDA: weights to the device)",
+            t_engine.elapsed().as_secs_f64()
+        );
+    }
 
     // Ctrl-C: the first stops generation after the current token (stats are still printed);
     // a second one exits at once.
