@@ -163,14 +163,21 @@ fn rope_kv_write_matches_cpu() {
             }
         }
         let (cos, sin) = ops::rope_tables(kv.max_seq, hd, theta);
-        let (dq, dk, dv) = (gpu.upload(&q).unwrap(), gpu.upload(&k).unwrap(), gpu.upload(&v).unwrap());
+        // Each token's row of the fused product: its queries, keys and values side by side.
+        let (qd, kvd) = (heads * hd, kv_heads * hd);
+        let qkv: Vec<f32> = (0..tokens)
+            .flat_map(|t| {
+                q[t * qd..(t + 1) * qd].iter().chain(&k[t * kvd..(t + 1) * kvd]).chain(&v[t * kvd..(t + 1) * kvd])
+            })
+            .copied()
+            .collect();
+        let (dq, dqkv) = (poisoned(&gpu, tokens * qd), gpu.upload(&qkv).unwrap());
         let (kc, vc) = (poisoned(&gpu, kv.len()), poisoned(&gpu, kv.len()));
         let (dcos, dsin) = (gpu.upload(&cos).unwrap(), gpu.upload(&sin).unwrap());
         let dpos = gpu.upload(&[pos0 as u32]).unwrap();
         gpu.rope_kv_write(
             dq.as_device_ptr(),
-            dk.as_device_ptr(),
-            dv.as_device_ptr(),
+            dqkv.as_device_ptr(),
             kc.as_device_ptr(),
             vc.as_device_ptr(),
             dcos.as_device_ptr(),
@@ -183,6 +190,7 @@ fn rope_kv_write_matches_cpu() {
         )
         .unwrap();
         assert_eq!(gpu.download(&dq).unwrap(), want_q, "rotated q");
+        assert_eq!(gpu.download(&dqkv).unwrap(), qkv, "the product's rows are only read");
         // Cache slots not written stay NaN on both sides; compare bit patterns.
         let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
         assert_eq!(bits(gpu.download(&kc).unwrap()), bits(want_kc), "K cache (heads {heads}, hd {hd})");

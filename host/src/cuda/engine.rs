@@ -85,8 +85,8 @@ struct RunState {
     x: DeviceBuffer<f32>,
     xb: DeviceBuffer<f32>,
     q: DeviceBuffer<f32>,
-    k: DeviceBuffer<f32>,
-    v: DeviceBuffer<f32>,
+    /// One product's queries, keys and values side by side, `[CHUNK, q_dim + 2·kv_dim]`.
+    qkv: DeviceBuffer<f32>,
     att: DeviceBuffer<f32>,
     gate: DeviceBuffer<f32>,
     up: DeviceBuffer<f32>,
@@ -221,8 +221,7 @@ impl CudaEngine {
             x: gpu.alloc(CHUNK * cfg.hidden_size)?,
             xb: gpu.alloc(CHUNK * cfg.hidden_size)?,
             q: gpu.alloc(CHUNK * cfg.q_dim())?,
-            k: gpu.alloc(CHUNK * cfg.kv_dim())?,
-            v: gpu.alloc(CHUNK * cfg.kv_dim())?,
+            qkv: gpu.alloc(CHUNK * (cfg.q_dim() + 2 * cfg.kv_dim()))?,
             att: gpu.alloc(CHUNK * cfg.q_dim())?,
             gate: gpu.alloc(CHUNK * cfg.intermediate_size)?,
             up: gpu.alloc(CHUNK * cfg.intermediate_size)?,
@@ -408,16 +407,13 @@ impl CudaEngine {
             g.matmul(&s.products, out, p(&s.xb), w, b, rows, h, t, false)
         };
 
-        // xb = norm(x); q, k, v = xb·Wqᵀ + bq, …               [t, q_dim], [t, kv_dim] ×2
+        // xb = norm(x); [q k v] = xb·[Wq Wk Wv]ᵀ + [bq bk bv]    [t, q_dim + 2·kv_dim]
         g.rmsnorm(p(&s.xb), p(&s.x), layer.input_layernorm, t, h, cfg.rms_norm_eps)?;
-        part(p(&s.q), layer.qkv, Some(layer.qkv_bias), 0, qd)?;
-        part(p(&s.k), layer.qkv, Some(layer.qkv_bias), qd, kvd)?;
-        part(p(&s.v), layer.qkv, Some(layer.qkv_bias), qd + kvd, kvd)?;
-        // rotate q in place; rotate k into the K cache, copy v into the V cache
+        part(p(&s.qkv), layer.qkv, Some(layer.qkv_bias), 0, qd + 2 * kvd)?;
+        // rotate the queries into q, the keys into the K cache; copy the values into the V cache
         g.rope_kv_write(
             p(&s.q),
-            p(&s.k),
-            p(&s.v),
+            p(&s.qkv),
             p(&self.k_cache),
             p(&self.v_cache),
             p(&self.rope_cos),

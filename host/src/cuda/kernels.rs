@@ -132,14 +132,14 @@ impl Gpu {
         }
     }
 
-    /// `rope.rs`: rotate `q` in place; rotate `k` into the K cache and copy `v` into the V cache,
-    /// for tokens at positions `*pos0..` (`pos0` points at device memory).
+    /// `rope.rs`: from each `qkv` row (queries, keys, values side by side) rotate the queries
+    /// into `q`, rotate the keys into the K cache and copy the values into the V cache, for
+    /// tokens at positions `*pos0..` (`pos0` points at device memory).
     #[allow(clippy::too_many_arguments)]
     pub fn rope_kv_write(
         &self,
         q: Ptr<f32>,
-        k: Ptr<f32>,
-        v: Ptr<f32>,
+        qkv: Ptr<f32>,
         k_cache: Ptr<f32>,
         v_cache: Ptr<f32>,
         cos: Ptr<f32>,
@@ -158,7 +158,7 @@ impl Gpu {
         unsafe {
             cuda(
                 "rope_kv_write",
-                launch!(f<<<grid, BlockSize::x(64), 0, s>>>(q, k, v, k_cache, v_cache, cos, sin, h, g, d, l, m, p)),
+                launch!(f<<<grid, BlockSize::x(64), 0, s>>>(q, qkv, k_cache, v_cache, cos, sin, h, g, d, l, m, p)),
             )
         }
     }
