@@ -27,8 +27,10 @@ use crate::error::{Error, Result};
 use crate::kv::KvLayout;
 use crate::weights::{Linear, Weights};
 
-/// Prompt tokens processed per pass; longer prompts run in several passes.
-pub const CHUNK: usize = 512;
+/// Prompt tokens processed per pass (fewer where the context is shorter); longer prompts run in
+/// several passes. 1,024: large enough that the products and the attention fill the GPU, small
+/// enough that the activation buffers stay within a few percent of the 0.5B model's weights.
+pub const CHUNK: usize = 1024;
 
 /// One decoder layer: pointers into the engine's one weight allocation (bf16) and one bias
 /// allocation (f32). The q, k and v weights are stored stacked (`[q_dim + 2·kv_dim, hidden]`,
@@ -80,16 +82,19 @@ impl<'a> Packing<'a> {
     }
 }
 
-/// Activation buffers, each `[CHUNK, width]` f32.
+/// Activation buffers, each `[chunk, width]` f32 (`chunk = min(CHUNK, max_seq)`).
 struct RunState {
+    /// Rows of each prompt-token buffer.
+    chunk: usize,
     x: DeviceBuffer<f32>,
     xb: DeviceBuffer<f32>,
     q: DeviceBuffer<f32>,
-    /// One product's queries, keys and values side by side, `[CHUNK, q_dim + 2·kv_dim]`.
+    /// One product's queries, keys and values side by side, `[chunk, q_dim + 2·kv_dim]`.
     qkv: DeviceBuffer<f32>,
     att: DeviceBuffer<f32>,
     gate: DeviceBuffer<f32>,
     up: DeviceBuffer<f32>,
+    /// A decode step's SwiGLU output (one token; a prompt chunk's overwrites `gate` in place).
     hb: DeviceBuffer<f32>,
     /// `[pos0, id_0, id_1, …]`: the chunk's start position and token ids, copied in together.
     io: DeviceBuffer<u32>,
@@ -217,16 +222,18 @@ impl CudaEngine {
         let (cos, sin) = rope_tables(max_seq, cfg.head_dim, cfg.rope_theta);
         let zeros = |n: usize| gpu.upload(&vec![0f32; n]);
         let splits = (2 * gpu.sms / cfg.num_attention_heads).clamp(1, 64);
+        let chunk = CHUNK.min(max_seq).max(1);
         let s = RunState {
-            x: gpu.alloc(CHUNK * cfg.hidden_size)?,
-            xb: gpu.alloc(CHUNK * cfg.hidden_size)?,
-            q: gpu.alloc(CHUNK * cfg.q_dim())?,
-            qkv: gpu.alloc(CHUNK * (cfg.q_dim() + 2 * cfg.kv_dim()))?,
-            att: gpu.alloc(CHUNK * cfg.q_dim())?,
-            gate: gpu.alloc(CHUNK * cfg.intermediate_size)?,
-            up: gpu.alloc(CHUNK * cfg.intermediate_size)?,
-            hb: gpu.alloc(CHUNK * cfg.intermediate_size)?,
-            io: gpu.alloc(CHUNK + 1)?,
+            chunk,
+            x: gpu.alloc(chunk * cfg.hidden_size)?,
+            xb: gpu.alloc(chunk * cfg.hidden_size)?,
+            q: gpu.alloc(chunk * cfg.q_dim())?,
+            qkv: gpu.alloc(chunk * (cfg.q_dim() + 2 * cfg.kv_dim()))?,
+            att: gpu.alloc(chunk * cfg.q_dim())?,
+            gate: gpu.alloc(chunk * cfg.intermediate_size)?,
+            up: gpu.alloc(chunk * cfg.intermediate_size)?,
+            hb: gpu.alloc(cfg.intermediate_size)?,
+            io: gpu.alloc(chunk + 1)?,
             logits: gpu.alloc(cfg.vocab_size)?,
             best: gpu.alloc(1)?,
             partial: gpu.alloc(cfg.num_attention_heads * splits * (cfg.head_dim + 2))?,
@@ -269,8 +276,8 @@ impl CudaEngine {
     fn run(&mut self, tokens: &[u32], start: usize) -> Result<()> {
         check_tokens(&self.cfg, tokens, start, self.kv.max_seq)?;
         let mut pos = start;
-        let chunks = tokens.len().div_ceil(CHUNK);
-        for (i, chunk) in tokens.chunks(CHUNK).enumerate() {
+        let chunks = tokens.len().div_ceil(self.s.chunk);
+        for (i, chunk) in tokens.chunks(self.s.chunk).enumerate() {
             self.run_chunk(chunk, pos, i + 1 == chunks)?;
             pos += chunk.len();
         }
@@ -431,8 +438,8 @@ impl CudaEngine {
         g.rmsnorm(p(&s.xb), p(&s.x), layer.post_attention_layernorm, t, h, cfg.rms_norm_eps)?;
         part(p(&s.gate), layer.gate_up, None, 0, inter)?;
         part(p(&s.up), layer.gate_up, None, inter, inter)?;
-        g.swiglu(p(&s.hb), p(&s.gate), p(&s.up), t * inter)?;
-        g.matmul(&s.products, p(&s.x), p(&s.hb), layer.down_proj, null(), h, inter, t, true)
+        g.swiglu(p(&s.gate), p(&s.gate), p(&s.up), t * inter)?; // in place
+        g.matmul(&s.products, p(&s.x), p(&s.gate), layer.down_proj, null(), h, inter, t, true)
     }
 }
 
