@@ -213,10 +213,20 @@ fn attention_matches_cpu() {
         (28, 4, 128, 13, 50, 2),
         (12, 2, 128, 1, 1000, 0),
         (8, 8, 32, 70, 0, 1),
+        (14, 2, 64, 70, 40, 2),
+        (12, 2, 128, 70, 40, 1),
         (14, 2, 64, 200, 0, 2),
         (14, 2, 64, 300, 700, 1),
         (12, 2, 128, 130, 5, 0),
     ] {
+        // Under compute-sanitizer (scripts/gpu-check.sh sets QWEN_RS_TEST_SMALL) the cases past
+        // 70 rows over 110 positions are left out: racecheck takes minutes on them.
+        if std::env::var_os("QWEN_RS_TEST_SMALL").is_some() && tokens * (pos0 + tokens) > 70 * 110 {
+            println!(
+                "attention heads {heads}/{kv_heads} hd {hd}, {tokens} rows at {pos0}: skipped (QWEN_RS_TEST_SMALL)"
+            );
+            continue;
+        }
         let kv = KvLayout { layers: 3, kv_heads, max_seq: 1100, head_dim: hd };
         let kc = randn(&mut rng, kv.len());
         let vc = randn(&mut rng, kv.len());

@@ -9,10 +9,11 @@ use cust::memory::{DeviceBuffer, DevicePointer};
 
 use super::launch::kernel_args;
 use super::{Gpu, check, cuda};
-use cust::sys as cu;
 use crate::error::{Error, Result};
+use cust::sys as cu;
 use shapes::{
-    DECODE_ATTENTION_WARPS, LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_K, TC_SHARED_BYTES, TC_TILE, TC_TILE_ELEMS,
+    DECODE_ATTENTION_WARPS, LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_K, TC_SHARED_BYTES, TC_TILE,
+    TC_TILE_ELEMS,
 };
 
 pub type Ptr<T> = DevicePointer<T>;
@@ -200,7 +201,9 @@ impl Gpu {
             })?;
             let t = u32_of("tokens", tokens)?;
             let grid = GridSize::xy(t.div_ceil(shapes::FLASH_ROWS as u32), h);
-            return unsafe { cuda(name, launch!(f<<<grid, BlockSize::x(128), smem, s>>>(out, q, k_cache, v_cache, h, g, l, m, p, t))) };
+            return unsafe {
+                cuda(name, launch!(f<<<grid, BlockSize::x(128), smem, s>>>(out, q, k_cache, v_cache, h, g, l, m, p, t)))
+            };
         }
         let f = self.function("attention_f32")?;
         let grid = GridSize::xy(u32_of("heads", heads)?, u32_of("tokens", tokens)?);
