@@ -164,12 +164,48 @@ fn run(args: RunArgs) -> Result<()> {
         None => fetch::ensure_default_model()?,
     };
     let t_load = Instant::now();
-    // CUDA start-up (driver, context, the kernels' PTX compiled for this GPU) runs while the
-    // model is read and dequantised.
+    // Three things overlap: CUDA start-up (driver, context, the kernels' PTX compiled for this
+    // GPU) on one thread, the tokenizer on another (qwen_rs::load_with), and reading and
+    // converting the weights on the rest, then building the engine (the upload) from them.
     let gpu = (args.device != DeviceChoice::Cpu).then(|| std::thread::spawn(cuda::Gpu::open));
-    let loaded = qwen_rs::load(&model_path)?; // its errors name the file
-    let read_s = t_load.elapsed().as_secs_f64();
-    let ctx = args.ctx_size.min(loaded.config.max_position_embeddings);
+    let (mut read_s, mut wait_s, mut engine_s) = (0.0, 0.0, 0.0);
+    let (config, mut engine, tokenizer) =
+        qwen_rs::load_with(&model_path, |cfg, weights| -> anyhow::Result<Box<dyn Engine>> {
+            read_s = t_load.elapsed().as_secs_f64();
+            let ctx = args.ctx_size.min(cfg.max_position_embeddings);
+            let t_wait = Instant::now();
+            let gpu = gpu.map(|t| {
+                let opened = t.join().unwrap_or_else(|_| Err(qwen_rs::Error::Cuda("CUDA start-up panicked".into())));
+                opened.and_then(|g| g.make_current().map(|()| g))
+            });
+            let (cfg, t_engine) = (cfg.clone(), Instant::now());
+            wait_s = t_wait.elapsed().as_secs_f64();
+            let engine: Box<dyn Engine> = match (args.device, gpu) {
+                (DeviceChoice::Cpu, _) | (_, None) => Box::new(CpuEngine::new(cfg, weights, ctx)),
+                (DeviceChoice::Cuda, Some(gpu)) => {
+                    let gpu = gpu.context("--device cuda: no usable CUDA device")?;
+                    Box::new(CudaEngine::new(gpu, cfg, &weights, ctx)?)
+                }
+                (DeviceChoice::Auto, Some(gpu)) => match gpu {
+                    Ok(gpu) => Box::new(CudaEngine::new(gpu, cfg, &weights, ctx)?),
+                    Err(e) => {
+                        eprintln!("qwen-rs: no CUDA device ({e}); using the CPU engine");
+                        Box::new(CpuEngine::new(cfg, weights, ctx))
+                    }
+                },
+            };
+            engine_s = t_engine.elapsed().as_secs_f64();
+            Ok(engine)
+        })?; // its errors name the file
+    let load_s = t_load.elapsed().as_secs_f64();
+    if args.verbose {
+        eprintln!(
+            "qwen-rs: load {load_s:.2} s: weights read {read_s:.2} s, then {wait_s:.2} s waiting for CUDA start-up \
+             (it runs meanwhile), {engine_s:.2} s building the engine (for CUDA: weights to the device); the \
+             tokenizer is built beside all of this"
+        );
+    }
+    let ctx = engine.max_seq();
 
     let text = if args.raw {
         prompt
@@ -179,14 +215,14 @@ fn run(args: RunArgs) -> Result<()> {
             messages.push(Message::new("system", s));
         }
         messages.push(Message::new("user", &prompt));
-        chat::render(loaded.tokenizer.chat_template.as_deref(), &messages)?
+        chat::render(tokenizer.chat_template.as_deref(), &messages)?
     };
-    let ids = loaded.tokenizer.encode(&text)?;
+    let ids = tokenizer.encode(&text)?;
     if ids.len() >= ctx {
         bail!(
             "the prompt is {} tokens, which leaves no room in the context of {ctx} tokens (raise --ctx-size, up to {})",
             ids.len(),
-            loaded.config.max_position_embeddings
+            config.max_position_embeddings
         );
     }
 
@@ -195,36 +231,7 @@ fn run(args: RunArgs) -> Result<()> {
         eprintln!(
             "qwen-rs: note: --max-tokens {} is more than the {room} tokens left in the context of {ctx}; \
              generation stops at the end of the context (raise --ctx-size, up to {})",
-            args.max_tokens, loaded.config.max_position_embeddings
-        );
-    }
-    let cfg = loaded.config.clone();
-    let t_wait = Instant::now();
-    let gpu = gpu.map(|t| {
-        let opened = t.join().unwrap_or_else(|_| Err(qwen_rs::error::Error::Cuda("CUDA start-up panicked".into())));
-        opened.and_then(|g| g.make_current().map(|()| g))
-    });
-    let (wait_s, t_engine) = (t_wait.elapsed().as_secs_f64(), Instant::now());
-    let mut engine: Box<dyn Engine> = match (args.device, gpu) {
-        (DeviceChoice::Cpu, _) | (_, None) => Box::new(CpuEngine::new(cfg, loaded.weights, ctx)),
-        (DeviceChoice::Cuda, Some(gpu)) => {
-            let gpu = gpu.context("--device cuda: no usable CUDA device")?;
-            Box::new(CudaEngine::new(gpu, cfg, &loaded.weights, ctx)?)
-        }
-        (DeviceChoice::Auto, Some(gpu)) => match gpu {
-            Ok(gpu) => Box::new(CudaEngine::new(gpu, cfg, &loaded.weights, ctx)?),
-            Err(e) => {
-                eprintln!("qwen-rs: no CUDA device ({e}); using the CPU engine");
-                Box::new(CpuEngine::new(cfg, loaded.weights, ctx))
-            }
-        },
-    };
-    let load_s = t_load.elapsed().as_secs_f64();
-    if args.verbose {
-        eprintln!(
-            "qwen-rs: load {load_s:.2} s: model and tokenizer read {read_s:.2} s, then {wait_s:.2} s waiting for \
-             CUDA start-up (it runs meanwhile), {:.2} s building the engine (for CUDA: weights to the device)",
-            t_engine.elapsed().as_secs_f64()
+            args.max_tokens, config.max_position_embeddings
         );
     }
 
@@ -237,7 +244,7 @@ fn run(args: RunArgs) -> Result<()> {
     })
     .context("cannot install the Ctrl-C handler")?;
     let mut sampler = Sampler::new(params)?;
-    let mut tokenizer = loaded.tokenizer;
+    let mut tokenizer = tokenizer;
     if args.ignore_eos {
         tokenizer.eos_ids.clear();
     }
