@@ -66,7 +66,8 @@ pub fn load_with<T, X: From<Error>>(
             Checkpoint::Hf(h) => Tokenizer::from_hf_dir(&h.dir),
         });
         let built = Weights::load(&ck, &config).map_err(X::from).and_then(|w| build(&config, w));
-        let tokenizer = tokenizer.join().map_err(|_| Error::invalid(ck.path(), "building the tokenizer panicked"))??;
+        let tokenizer =
+            tokenizer.join().map_err(|_| Error::invalid(ck.path(), "building the tokenizer panicked"))??;
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::invalid(
                 ck.path(),

@@ -8,7 +8,12 @@
 
 use std::path::Path;
 
-use serde_json::json;
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::normalizers::NFC;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
@@ -62,41 +67,40 @@ impl Tokenizer {
             return Err(bad(format!("{} tokens but {} token types", tokens.len(), types.len())));
         }
 
-        let mut vocab = serde_json::Map::with_capacity(tokens.len());
+        // Built through the `tokenizers` API, not through a `tokenizer.json` text (which costs
+        // twice as long for 150k tokens and merges): the same model and pipeline.
+        let mut vocab = Vocab::with_capacity(tokens.len());
         let mut added = Vec::new();
         for (id, (&tok, &ty)) in tokens.iter().zip(&types).enumerate() {
-            if vocab.insert(tok.to_string(), json!(id)).is_some() {
+            if vocab.insert(tok.to_string(), id as u32).is_some() {
                 return Err(bad(format!("token `{tok}` appears twice in tokenizer.ggml.tokens")));
             }
             if ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED {
-                added.push(json!({
-                    "id": id, "content": tok, "single_word": false, "lstrip": false, "rstrip": false,
-                    "normalized": false, "special": ty == TOKEN_TYPE_CONTROL,
-                }));
+                added.push(AddedToken::from(tok, ty == TOKEN_TYPE_CONTROL).normalized(false));
             }
         }
-        let byte_level =
-            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false});
-        let spec = json!({
-            "version": "1.0",
-            "truncation": null,
-            "padding": null,
-            "added_tokens": added,
-            "normalizer": {"type": "NFC"},
-            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": false},
-                byte_level,
-            ]},
-            "post_processor": byte_level,
-            "decoder": byte_level,
-            "model": {
-                "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
-                "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                "vocab": vocab, "merges": merges,
-            },
-        });
-        let inner = tokenizers::Tokenizer::from_bytes(spec.to_string().as_bytes())
+        let merges = merges
+            .iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| bad(format!("merge `{m}` in tokenizer.ggml.merges is not two tokens")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
             .map_err(|e| bad(format!("cannot build the tokenizer from metadata: {e}")))?;
+        let split = Split::new(SplitPattern::Regex(QWEN2_SPLIT.into()), SplitDelimiterBehavior::Isolated, false)
+            .map_err(|e| bad(format!("cannot build the pre-tokenizer: {e}")))?;
+        let byte_level = ByteLevel::new(false, false, false); // no prefix space, no offset trimming, no regex
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner
+            .with_normalizer(Some(NFC))
+            .with_pre_tokenizer(Some(Sequence::new(vec![split.into(), byte_level.into()])))
+            .with_post_processor(Some(byte_level))
+            .with_decoder(Some(byte_level));
+        inner.add_tokens(&added);
 
         let mut eos_ids = Vec::new();
         if let Some(id) = g.get("tokenizer.ggml.eos_token_id").and_then(|v| v.as_u64()) {
