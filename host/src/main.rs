@@ -94,6 +94,12 @@ struct RunArgs {
     verbose: bool,
 }
 
+/// Frees the host copy of the weights (gigabytes, once they are on the device) on a thread of
+/// its own, so that returning the pages to the system does not delay the first token.
+fn free_in_background(weights: qwen_rs::weights::Weights) {
+    std::thread::spawn(move || drop(weights));
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -184,10 +190,16 @@ fn run(args: RunArgs) -> Result<()> {
                 (DeviceChoice::Cpu, _) | (_, None) => Box::new(CpuEngine::new(cfg, weights, ctx)),
                 (DeviceChoice::Cuda, Some(gpu)) => {
                     let gpu = gpu.context("--device cuda: no usable CUDA device")?;
-                    Box::new(CudaEngine::new(gpu, cfg, &weights, ctx)?)
+                    let engine = CudaEngine::new(gpu, cfg, &weights, ctx)?;
+                    free_in_background(weights);
+                    Box::new(engine)
                 }
                 (DeviceChoice::Auto, Some(gpu)) => match gpu {
-                    Ok(gpu) => Box::new(CudaEngine::new(gpu, cfg, &weights, ctx)?),
+                    Ok(gpu) => {
+                        let engine = CudaEngine::new(gpu, cfg, &weights, ctx)?;
+                        free_in_background(weights);
+                        Box::new(engine)
+                    }
                     Err(e) => {
                         eprintln!("qwen-rs: no CUDA device ({e}); using the CPU engine");
                         Box::new(CpuEngine::new(cfg, weights, ctx))
