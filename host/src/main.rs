@@ -94,6 +94,26 @@ struct RunArgs {
     verbose: bool,
 }
 
+/// CUDA start-up running on its own thread. Dropping it (an error before the engine is built)
+/// waits for the thread: exiting while the driver is being initialised let that thread panic.
+struct CudaStartup(Option<std::thread::JoinHandle<qwen_rs::Result<cuda::Gpu>>>);
+
+impl CudaStartup {
+    /// The opened GPU, `None` where CUDA was not started (`--device cpu`).
+    fn join(mut self) -> Option<qwen_rs::Result<cuda::Gpu>> {
+        let t = self.0.take()?;
+        Some(t.join().unwrap_or_else(|_| Err(qwen_rs::Error::Cuda("CUDA start-up panicked".into()))))
+    }
+}
+
+impl Drop for CudaStartup {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Frees the host copy of the weights (gigabytes, once they are on the device) on a thread of
 /// its own, so that returning the pages to the system does not delay the first token.
 fn free_in_background(weights: qwen_rs::weights::Weights) {
@@ -173,17 +193,14 @@ fn run(args: RunArgs) -> Result<()> {
     // Three things overlap: CUDA start-up (driver, context, the kernels' PTX compiled for this
     // GPU) on one thread, the tokenizer on another (qwen_rs::load_with), and reading and
     // converting the weights on the rest, then building the engine (the upload) from them.
-    let gpu = (args.device != DeviceChoice::Cpu).then(|| std::thread::spawn(cuda::Gpu::open));
+    let gpu = CudaStartup((args.device != DeviceChoice::Cpu).then(|| std::thread::spawn(cuda::Gpu::open)));
     let (mut read_s, mut wait_s, mut engine_s) = (0.0, 0.0, 0.0);
     let (config, mut engine, tokenizer) =
         qwen_rs::load_with(&model_path, |cfg, weights| -> anyhow::Result<Box<dyn Engine>> {
             read_s = t_load.elapsed().as_secs_f64();
             let ctx = args.ctx_size.min(cfg.max_position_embeddings);
             let t_wait = Instant::now();
-            let gpu = gpu.map(|t| {
-                let opened = t.join().unwrap_or_else(|_| Err(qwen_rs::Error::Cuda("CUDA start-up panicked".into())));
-                opened.and_then(|g| g.make_current().map(|()| g))
-            });
+            let gpu = gpu.join().map(|opened| opened.and_then(|g| g.make_current().map(|()| g)));
             let (cfg, t_engine) = (cfg.clone(), Instant::now());
             wait_s = t_wait.elapsed().as_secs_f64();
             let engine: Box<dyn Engine> = match (args.device, gpu) {
