@@ -7,7 +7,9 @@
 //! and either the logits or, for greedy decoding, one token id out. No output buffer is ever an
 //! input of the same kernel.
 //!
-//! A prompt chunk runs the general kernels, one per step of the CPU engine. A one-token decode
+//! A prompt chunk runs the general kernels, about one per step of the CPU engine: tensor-core
+//! products (`matmul.rs`; q, k and v as one), RoPE + cache write, flash attention
+//! (`flash_attention.rs`), SwiGLU. A one-token decode
 //! step runs the fused ones (`decode.rs`, `attention_decode_f32`): per layer RMSNorm + q/k/v +
 //! RoPE + cache write in one launch, split-sequence attention, the output product with the residual
 //! add, RMSNorm + gate/up + SwiGLU, and the down product with the residual add; the LM head takes
