@@ -278,23 +278,11 @@ pub unsafe extern "ptx-kernel" fn attention_decode_f32(
             *mine.add(2 + tid) = merged(&weights, d, tid);
         }
     }
-    fence_gpu();
     let smem = dynamic_shared::<f32>();
-    let last = unsafe { smem.add(DECODE_WARPS * (d + 2)) } as *mut u32;
-    sync_threads(); // every thread's writes are fenced; shared memory reads of the merge are done
-    if tid == 0 {
-        let done = unsafe { atomic_add_u32(counters.add(h), 1) } + 1;
-        let is_last = done == active as u32;
-        if is_last {
-            unsafe { *counters.add(h) = 0 };
-        }
-        unsafe { *last = is_last as u32 };
-    }
-    sync_threads();
-    if unsafe { *last } == 0 {
+    let flag = unsafe { smem.add(DECODE_WARPS * (d + 2)) } as *mut u32;
+    if !unsafe { last_block_to_arrive(counters.add(h), active as u32, flag) } {
         return;
     }
-    fence_gpu();
     // Merge the ranges. The block's threads form `groups = 256 / d` groups of `d`; group `q`
     // merges ranges `q, q + groups, …` (four at a time, their loads issued together) into one
     // (m, l, a), the groups' results meet in shared memory, and the first group merges those.

@@ -294,6 +294,33 @@ pub fn fence_gpu() {
     unsafe { asm!("fence.acq_rel.gpu;", options(nostack, preserves_flags)) }
 }
 
+/// The arrival step of a reduction over several blocks: every block, once its partial results
+/// are written to global memory, counts itself in `*counter`; this returns true in the block
+/// that arrives `expected`-th (the last), after setting the counter back to 0 for the next
+/// launch. That block's threads may then read every block's partials (relaxed loads, as
+/// [`load_relaxed_f32`]). `flag` is one `u32` of shared memory that no thread still reads.
+/// Contains two barriers: every thread of the block must call it.
+#[inline(always)]
+pub unsafe fn last_block_to_arrive(counter: *mut u32, expected: u32, flag: *mut u32) -> bool {
+    fence_gpu();
+    sync_threads(); // every thread's partials are fenced, and it is done with shared memory
+    if thread_x() == 0 {
+        let last = unsafe { atomic_add_u32(counter, 1) } + 1 == expected;
+        unsafe {
+            if last {
+                *counter = 0;
+            }
+            *flag = last as u32;
+        }
+    }
+    sync_threads();
+    let last = unsafe { *flag } != 0;
+    if last {
+        fence_gpu();
+    }
+    last
+}
+
 /// `atom.add` on a `u32` in global memory, GPU scope; returns the old value.
 #[inline(always)]
 pub unsafe fn atomic_add_u32(p: *mut u32, v: u32) -> u32 {

@@ -167,31 +167,16 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
         for j in 0..32 {
             unsafe { *mine.add(j * 128 + tid) = acc[j / 16][j / 4 % 4][j % 4] };
         }
-        fence_gpu();
-        sync_threads(); // every thread's partials are fenced and its products done
-        let flag = smem as *mut u32;
-        if tid == 0 {
-            let done = unsafe { atomic_add_u32(counters.add(tile), 1) } + 1;
-            let last = done == splits as u32;
-            if last {
-                unsafe { *counters.add(tile) = 0 };
-            }
-            unsafe { *flag = last as u32 };
-        }
-        sync_threads();
-        if unsafe { *flag } == 0 {
+        if !unsafe { last_block_to_arrive(counters.add(tile), splits as u32, smem as *mut u32) } {
             return;
         }
-        fence_gpu();
-        let mut sum = [0.0f32; 32];
+        // The sum restarts from zero and goes z = 0, 1, … whichever block is last.
+        acc = [[[0.0f32; 4]; 4]; 2];
         for zz in 0..splits {
             let part = unsafe { work.add((zz * tiles + tile) * TC_TILE_ELEMS) };
-            for (j, v) in sum.iter_mut().enumerate() {
-                *v += unsafe { load_relaxed_f32(part.add(j * 128 + tid)) };
+            for j in 0..32 {
+                acc[j / 16][j / 4 % 4][j % 4] += unsafe { load_relaxed_f32(part.add(j * 128 + tid)) };
             }
-        }
-        for (j, v) in sum.iter().enumerate() {
-            acc[j / 16][j / 4 % 4][j % 4] = *v;
         }
     }
 
