@@ -50,8 +50,8 @@ pub fn load(path: &Path) -> Result<Loaded> {
 }
 
 /// Loads a model and hands its weights to `build` (which may upload them to a device and make an
-/// engine) while the tokenizer is still being built: the tokenizer (~150k tokens and merges,
-/// made on one thread: ~0.8 s for the default model) is built on its own thread from the start,
+/// engine) while the tokenizer is still being built: the tokenizer (~150k tokens and merges for
+/// the default model, made on one thread) is built on its own thread from the start,
 /// beside the weights' reading and conversion (on every core) and `build`. Returns the config,
 /// what `build` made, and the tokenizer.
 pub fn load_with<T, X: From<Error>>(

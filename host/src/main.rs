@@ -195,33 +195,31 @@ fn run(args: RunArgs) -> Result<()> {
     // converting the weights on the rest, then building the engine (the upload) from them.
     let gpu = CudaStartup((args.device != DeviceChoice::Cpu).then(|| std::thread::spawn(cuda::Gpu::open)));
     let (mut read_s, mut wait_s, mut engine_s) = (0.0, 0.0, 0.0);
-    let (config, mut engine, tokenizer) =
+    let (config, mut engine, mut tokenizer) =
         qwen_rs::load_with(&model_path, |cfg, weights| -> anyhow::Result<Box<dyn Engine>> {
             read_s = t_load.elapsed().as_secs_f64();
             let ctx = args.ctx_size.min(cfg.max_position_embeddings);
             let t_wait = Instant::now();
-            let gpu = gpu.join().map(|opened| opened.and_then(|g| g.make_current().map(|()| g)));
+            let opened = gpu.join().map(|opened| opened.and_then(|g| g.make_current().map(|()| g)));
+            // The GPU to run on, or None for the CPU engine.
+            let gpu = match (args.device, opened) {
+                (DeviceChoice::Cpu, _) | (_, None) => None,
+                (DeviceChoice::Cuda, Some(gpu)) => Some(gpu.context("--device cuda: no usable CUDA device")?),
+                (DeviceChoice::Auto, Some(Ok(gpu))) => Some(gpu),
+                (DeviceChoice::Auto, Some(Err(e))) => {
+                    eprintln!("qwen-rs: no CUDA device ({e}); using the CPU engine");
+                    None
+                }
+            };
             let (cfg, t_engine) = (cfg.clone(), Instant::now());
             wait_s = t_wait.elapsed().as_secs_f64();
-            let engine: Box<dyn Engine> = match (args.device, gpu) {
-                (DeviceChoice::Cpu, _) | (_, None) => Box::new(CpuEngine::new(cfg, weights, ctx)),
-                (DeviceChoice::Cuda, Some(gpu)) => {
-                    let gpu = gpu.context("--device cuda: no usable CUDA device")?;
+            let engine: Box<dyn Engine> = match gpu {
+                Some(gpu) => {
                     let engine = CudaEngine::new(gpu, cfg, &weights, ctx)?;
                     free_in_background(weights);
                     Box::new(engine)
                 }
-                (DeviceChoice::Auto, Some(gpu)) => match gpu {
-                    Ok(gpu) => {
-                        let engine = CudaEngine::new(gpu, cfg, &weights, ctx)?;
-                        free_in_background(weights);
-                        Box::new(engine)
-                    }
-                    Err(e) => {
-                        eprintln!("qwen-rs: no CUDA device ({e}); using the CPU engine");
-                        Box::new(CpuEngine::new(cfg, weights, ctx))
-                    }
-                },
+                None => Box::new(CpuEngine::new(cfg, weights, ctx)),
             };
             engine_s = t_engine.elapsed().as_secs_f64();
             Ok(engine)
@@ -273,7 +271,6 @@ fn run(args: RunArgs) -> Result<()> {
     })
     .context("cannot install the Ctrl-C handler")?;
     let mut sampler = Sampler::new(params)?;
-    let mut tokenizer = tokenizer;
     if args.ignore_eos {
         tokenizer.eos_ids.clear();
     }

@@ -47,10 +47,10 @@ impl MatmulScratch {
 }
 
 /// Blocks per output tile of `matmul_tc` (its grid's `z`): enough to give the GPU about three
-/// blocks per SM (one wave: the kernel's ~170 registers a thread let three blocks share an SM)
-/// when the tiles alone do not, each block keeping at least 4 K steps, the partials fitting the scratch, and no
-/// split left empty.
-pub fn matmul_splits(rows: usize, cols: usize, tokens: usize, sms: usize) -> usize {
+/// blocks per SM (one wave: the kernel's 162 registers a thread let three blocks share an SM)
+/// when the tiles alone do not, each block keeping at least 4 K steps, the partials fitting the
+/// scratch, and no split left empty.
+fn matmul_splits(rows: usize, cols: usize, tokens: usize, sms: usize) -> usize {
     let tiles = rows.div_ceil(TC_TILE) * tokens.div_ceil(TC_TILE);
     let steps = cols.div_ceil(TC_K);
     let want = (3 * sms / tiles.max(1)).min(steps / 4).min(MATMUL_PARTIAL_TILES / tiles.max(1));
