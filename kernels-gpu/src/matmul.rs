@@ -71,67 +71,77 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
     let smem = dynamic_shared::<u8>();
     let base = dynamic_shared_addr();
     let aligned = cols % 8 == 0;
-    // Stage `s`: the x tile at byte `s · TC_STAGE_BYTES`, the w tile after it.
-    let x_at = |s: usize, row: usize, col: usize| s * TC_STAGE_BYTES + (row * TC_X_STRIDE + col) * 4;
-    let w_at = |s: usize, row: usize, col: usize| s * TC_STAGE_BYTES + TC_TILE * TC_X_STRIDE * 4 + (row * TC_W_STRIDE + col) * 2;
+    // Stage `s` starts at byte `s · TC_STAGE_BYTES`: the x tile, then the w tile.
+    let x_at = |row: usize, col: usize| (row * TC_X_STRIDE + col) * 4;
+    let w_at = |row: usize, col: usize| TC_TILE * TC_X_STRIDE * 4 + (row * TC_W_STRIDE + col) * 2;
 
-    // Starts filling stage `s` with K step `step`: 64 × 32 activations (512 pieces of 16 bytes,
-    // 4 per thread) and 64 × 32 weights (256 pieces, 2 per thread).
-    let fill = |step: usize, s: usize| {
+    // Filling a stage with K step `step`: 64 × 32 activations (512 pieces of 16 bytes, 4 per
+    // thread: piece `i` is tile row `i·16 + tid/8`, columns `(tid mod 8)·4 ..+ 4`) and 64 × 32
+    // weights (256 pieces, 2 per thread: row `i·32 + tid/4`, columns `(tid mod 4)·8 ..+ 8`).
+    // Each piece's source row, destination and whether its row exists are worked out once here;
+    // a step only adds its column offset.
+    let (xr, xc, wr, wc) = (tid / 8, tid % 8 * 4, tid / 4, tid % 4 * 8);
+    let x_rows: [(bool, *const f32, u32); 4] = core::array::from_fn(|i| {
+        let tr = t0 + xr + 16 * i;
+        (tr < tokens, x.wrapping_add(tr * cols + xc), x_at(xr + 16 * i, xc) as u32)
+    });
+    let w_rows: [(bool, *const u16, u32); 2] = core::array::from_fn(|i| {
+        let r = r0 + wr + 32 * i;
+        (r < rows, w.wrapping_add(r * cols + wc), w_at(wr + 32 * i, wc) as u32)
+    });
+    let fill = |step: usize, stage: u32| {
         let k0 = step * TC_K;
+        if aligned {
+            for i in 0..4 {
+                let (ok, src, dst) = x_rows[i];
+                let ok = ok && k0 + xc < cols;
+                let src = if ok { src.wrapping_add(k0) } else { x };
+                unsafe { cp_async_16(base + stage + dst, src as *const u8, if ok { 16 } else { 0 }) };
+            }
+            for i in 0..2 {
+                let (ok, src, dst) = w_rows[i];
+                let ok = ok && k0 + wc < cols;
+                let src = if ok { src.wrapping_add(k0) } else { w };
+                unsafe { cp_async_16(base + stage + dst, src as *const u8, if ok { 16 } else { 0 }) };
+            }
+            return;
+        }
         for i in 0..4 {
-            let piece = i * 128 + tid;
-            let (row, col) = (piece / (TC_K / 4), piece % (TC_K / 4) * 4);
-            let (tr, c) = (t0 + row, k0 + col);
-            if aligned {
-                let ok = tr < tokens && c < cols;
-                let src = if ok { unsafe { x.add(tr * cols + c) } } else { x };
-                unsafe { cp_async_16(base + x_at(s, row, col) as u32, src as *const u8, if ok { 16 } else { 0 }) };
-            } else {
-                for k in 0..4 {
-                    let v = if tr < tokens && c + k < cols { unsafe { *x.add(tr * cols + c + k) } } else { 0.0 };
-                    unsafe { *(smem.add(x_at(s, row, col + k)) as *mut f32) = v };
-                }
+            let (row, tr) = (xr + 16 * i, t0 + xr + 16 * i);
+            for k in 0..4 {
+                let c = k0 + xc + k;
+                let v = if tr < tokens && c < cols { unsafe { *x.add(tr * cols + c) } } else { 0.0 };
+                unsafe { *(smem.add(stage as usize + x_at(row, xc + k)) as *mut f32) = v };
             }
         }
         for i in 0..2 {
-            let piece = i * 128 + tid;
-            let (row, col) = (piece / (TC_K / 8), piece % (TC_K / 8) * 8);
-            let (wr, c) = (r0 + row, k0 + col);
-            if aligned {
-                let ok = wr < rows && c < cols;
-                let src = if ok { unsafe { w.add(wr * cols + c) } } else { w };
-                unsafe { cp_async_16(base + w_at(s, row, col) as u32, src as *const u8, if ok { 16 } else { 0 }) };
-            } else {
-                for k in 0..8 {
-                    let v = if wr < rows && c + k < cols { unsafe { *w.add(wr * cols + c + k) } } else { 0 };
-                    unsafe { *(smem.add(w_at(s, row, col + k)) as *mut u16) = v };
-                }
+            let (row, r) = (wr + 32 * i, r0 + wr + 32 * i);
+            for k in 0..8 {
+                let c = k0 + wc + k;
+                let v = if r < rows && c < cols { unsafe { *w.add(r * cols + c) } } else { 0 };
+                unsafe { *(smem.add(stage as usize + w_at(row, wc + k)) as *mut u16) = v };
             }
         }
     };
 
-    // This warp's products over stage `s`.
+    // This warp's products over the stage at byte `stage`. Every fragment address is the stage's,
+    // plus this thread's offset (`xf`, `wf`), plus a constant.
+    let (xf, wf) = (base + x_at(wm + g, 2 * t) as u32, base + w_at(wn + g, 2 * t) as u32);
     let mut acc = [[[0.0f32; 4]; 4]; 2];
-    let mut multiply = |s: usize| {
+    let mut multiply = |stage: u32| {
         for kk in (0..TC_K).step_by(16) {
             let mut a_hi = [[0u32; 4]; 2];
             let mut a_lo = [[0u32; 4]; 2];
             for m in 0..2 {
                 for q in 0..4 {
                     let (dr, dc) = ((q & 1) * 8, (q >> 1) * 8);
-                    let v = unsafe { load_shared_v2_f32(base + x_at(s, wm + m * 16 + g + dr, kk + 2 * t + dc) as u32) };
+                    let v = unsafe { load_shared_v2_f32(xf + stage + x_at(m * 16 + dr, kk + dc) as u32) };
                     (a_hi[m][q], a_lo[m][q]) = split_bf16x2(v[0], v[1]);
                 }
             }
             for n in 0..4 {
-                let nr = wn + n * 8 + g;
-                let b = unsafe {
-                    [
-                        load_shared_u32(base + w_at(s, nr, kk + 2 * t) as u32),
-                        load_shared_u32(base + w_at(s, nr, kk + 2 * t + 8) as u32),
-                    ]
-                };
+                let at = wf + stage + (w_at(n * 8, kk) - w_at(0, 0)) as u32;
+                let b = unsafe { [load_shared_u32(at), load_shared_u32(at + 16)] };
                 for m in 0..2 {
                     mma_bf16(&mut acc[m][n], a_lo[m], b);
                     mma_bf16(&mut acc[m][n], a_hi[m], b);
@@ -140,23 +150,28 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
         }
     };
 
-    // The pipeline: TC_STAGES − 1 steps in flight before the first product; each iteration
-    // waits for its own step, then refills the stage the previous iteration used (every thread
-    // is past it: the barrier), then multiplies. Empty commits keep the group count regular.
-    for s in 0..TC_STAGES - 1 {
-        if s < n {
-            fill(first + s, s);
+    // The pipeline: TC_STAGES − 1 steps in flight before the first product. Pass `j` fills step
+    // `j` (empty commits past the last keep the group count regular); from pass TC_STAGES − 1 on
+    // it first waits for step `j − (TC_STAGES − 1)` and the barrier (every thread is then past the
+    // stage it refills), and multiplies that step after the refill. Stages go round by byte
+    // offset, without a division.
+    let next = |stage: u32| if stage + TC_STAGE_BYTES as u32 == TC_SHARED_BYTES as u32 { 0 } else { stage + TC_STAGE_BYTES as u32 };
+    let (mut refill, mut current) = (0u32, 0u32);
+    for j in 0..n + TC_STAGES - 1 {
+        let product = j >= TC_STAGES - 1;
+        if product {
+            cp_async_wait::<{ TC_STAGES as u32 - 2 }>();
+            sync_threads();
+        }
+        if j < n {
+            fill(first + j, refill);
         }
         cp_async_commit();
-    }
-    for i in 0..n {
-        cp_async_wait::<{ TC_STAGES as u32 - 2 }>();
-        sync_threads();
-        if i + TC_STAGES - 1 < n {
-            fill(first + i + TC_STAGES - 1, (i + TC_STAGES - 1) % TC_STAGES);
+        refill = next(refill);
+        if product {
+            multiply(current);
+            current = next(current);
         }
-        cp_async_commit();
-        multiply(i % TC_STAGES);
     }
 
     if splits > 1 {
