@@ -47,9 +47,10 @@ impl MatmulScratch {
 }
 
 /// Blocks per output tile of `matmul_tc` (its grid's `z`): enough to give the GPU about three
-/// blocks per SM (one wave: the kernel's 162 registers a thread let three blocks share an SM)
-/// when the tiles alone do not, each block keeping at least 4 K steps, the partials fitting the
-/// scratch, and no split left empty.
+/// blocks per SM when the tiles alone do not, each block keeping at least 4 K steps, the partials
+/// fitting the scratch, and no split left empty. (The kernel's 127 registers a thread would let
+/// four blocks share an SM; aiming at 3, 4 or 6 blocks per SM gave the same prefill times on an
+/// H100, BENCHMARKS.md step 16.)
 fn matmul_splits(rows: usize, cols: usize, tokens: usize, sms: usize) -> usize {
     let tiles = rows.div_ceil(TC_TILE) * tokens.div_ceil(TC_TILE);
     let steps = cols.div_ceil(TC_K);
