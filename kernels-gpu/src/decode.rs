@@ -262,11 +262,11 @@ pub unsafe extern "ptx-kernel" fn qkv_rope_decode(
     }
 }
 
-/// MLP input for one token: `out[r] = silu(gate[r]) · up[r]` with `[gate; up] = W_gu · rmsnorm(x)`,
-/// `silu(z) = z / (1 + e^{−z})`.
-/// Layout: `w` is `[2·inter, cols]` (the gate weight, then the up weight); `out` `[inter]`.
-/// Block `(256, 1, 1)`; grid `(ceil(inter / 8), 1, 1)`: warp `r` computes gate row `r` and up row
-/// `inter + r`.
+/// MLP input for one token: `out[r] = silu(gate[r]) · up[r]` with `gate[r] = W_gu[2r] · rmsnorm(x)`,
+/// `up[r] = W_gu[2r + 1] · rmsnorm(x)`, `silu(z) = z / (1 + e^{−z})`.
+/// Layout: `w` is `[2·inter, cols]`, the gate and up weights' rows interleaved (gate row `r` at
+/// `2r`, up row `r` at `2r + 1`, as `matmul_tc`'s SwiGLU epilogue takes them); `out` `[inter]`.
+/// Block `(256, 1, 1)`; grid `(ceil(inter / 8), 1, 1)`: warp `r` computes rows `2r` and `2r + 1`.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn gate_up_silu_decode(
     out: *mut f32,
@@ -282,7 +282,7 @@ pub unsafe extern "ptx-kernel" fn gate_up_silu_decode(
         launch_dependents();
         return;
     }
-    let rows = unsafe { [w.add(r * cols), w.add((inter + r) * cols)] };
+    let rows = unsafe { [w.add(2 * r * cols), w.add((2 * r + 1) * cols)] };
     let team = Team::warp();
     let first = unsafe { prologue::<2, 4>(team, rows, cols) };
     wait_for_previous_grid();

@@ -2,7 +2,7 @@
 //! one place for both sides: the kernels use these constants, and `host/src/cuda/kernels.rs`
 //! includes this file verbatim (as `host/src/kv.rs` includes `kv_layout.rs`) to size its
 //! launches, so a launcher cannot disagree with the kernel it launches.
-//! Plain `usize` constants and nothing else: this file must compile for both targets.
+//! Plain constants and `const fn`s and nothing else: this file must compile for both targets.
 
 /// Warps per block of `attention_f32` (prompt rows); each block merges its warps' partial
 /// results through `WARPS · (head_dim + 2)` f32 of shared memory.
@@ -14,6 +14,12 @@ pub const DECODE_ATTENTION_WARPS: usize = 8;
 
 /// Rows each warp of `lm_head_argmax` computes.
 pub const LM_HEAD_ROWS_PER_WARP: usize = 4;
+
+/// `matmul_tc`'s epilogues (its `epilogue` argument): store the product, add it to `out`, or
+/// store `silu(gate) · up` of row pairs.
+pub const EPILOGUE_STORE: u32 = 0;
+pub const EPILOGUE_ACCUMULATE: u32 = 1;
+pub const EPILOGUE_SWIGLU: u32 = 2;
 
 /// Tokens and weight rows of one `matmul_tc` block tile (the block is 128 threads, 4 warps of
 /// 32 × 32), and the columns of one K step.

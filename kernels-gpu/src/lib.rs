@@ -24,7 +24,6 @@ pub mod launch_shapes;
 pub mod matmul;
 pub mod rmsnorm;
 pub mod rope;
-pub mod swiglu;
 
 /// A kernel cannot unwind; a panic (an out-of-range slice index, say) traps, which the host sees
 /// as a launch failure (`CUDA_ERROR_ILLEGAL_INSTRUCTION`) instead of wrong numbers.

@@ -1,23 +1,27 @@
 //! Matrix product with bf16 weights and f32 activations for a chunk of prompt tokens, on tensor
 //! cores (the one-token products of a decode step are in `decode.rs`).
 //!
-//! Math: `out[t, r] = (accumulate ? out[t, r] : 0) + bias[r] + Σ_c x[t, c] · w[r, c]`
-//! for `t < tokens`, `r < rows`; `bias` may be null. With `accumulate` the product is added to
-//! what `out` holds (the residual stream), which is how the residual adds are fused. `out` must
-//! not alias `x`.
+//! Math: `y[t, r] = bias[r] + Σ_c x[t, c] · w[r, c]` for `t < tokens`, `r < rows`; `bias` may
+//! be null. The epilogue then either stores `out[t, r] = y[t, r]` ([`EPILOGUE_STORE`]), adds it to
+//! what `out` holds ([`EPILOGUE_ACCUMULATE`]: the residual stream, which is how the residual adds
+//! are fused), or, for the MLP's gate and up products in one, takes the rows in pairs
+//! ([`EPILOGUE_SWIGLU`]: row `2i` a gate row, row `2i + 1` the up row of the same unit) and stores
+//! `out[t, i] = silu(y[t, 2i]) · y[t, 2i + 1]`, `silu(z) = z / (1 + e^{−z})`. `out` must not alias
+//! `x`.
 //!
 //! Layout: `w` is `[rows, cols]` bf16 bits, row-major; `x` is `[tokens, cols]` f32; `out` is
-//! `[tokens, rows]` f32.
+//! `[tokens, rows]` f32 (`[tokens, rows / 2]` with the SwiGLU epilogue, `rows` even).
 //!
 //! The kernel is [`matmul_tc`]; its K range may be split over several blocks per output tile
 //! (split-K, for the small grids of short prompts), the last block of a tile adding the splits'
 //! partial sums in a fixed order, so the result does not depend on which block finishes first.
 
 use crate::device::*;
+use crate::launch_shapes::{EPILOGUE_ACCUMULATE, EPILOGUE_SWIGLU};
 use crate::launch_shapes::{TC_K, TC_SHARED_BYTES, TC_STAGE_BYTES, TC_STAGES, TC_TILE, TC_TILE_ELEMS, TC_W_STRIDE, TC_X_STRIDE};
 
-/// The prompt-chunk product on tensor cores (the module doc has the math and layout):
-/// `out[t, r] = (accumulate ? out[t, r] : 0) + bias[r] + Σ_c x[t, c] · w[r, c]`.
+/// The prompt-chunk product on tensor cores (the module doc has the math, the epilogues and the
+/// layout): `y[t, r] = bias[r] + Σ_c x[t, c] · w[r, c]`, then the epilogue `epilogue`.
 ///
 /// Precision: the weights are bf16 already; each f32 activation is split into two bf16,
 /// `x = hi + lo` (`hi` its top 8 significant bits, `lo` the next 8), and both halves are
@@ -36,13 +40,13 @@ use crate::launch_shapes::{TC_K, TC_SHARED_BYTES, TC_STAGE_BYTES, TC_STAGES, TC_
 /// empty). With `S > 1` each block stores its 64 × 64 partial sums in
 /// `work[(z · tiles + tile) · 4096 ..]` (`tiles = gridDim.x · gridDim.y`) and counts itself in
 /// `counters[tile]`; the last of a tile adds the `S` partials in order `z = 0, 1, …` (so the
-/// result is the same whichever block is last), then bias and residual, writes `out` and sets
-/// the counter back to 0. `counters` must be zero before the first launch; with `S = 1`, `work`
+/// result is the same whichever block is last), then the bias and the epilogue, writes `out` and
+/// sets the counter back to 0. `counters` must be zero before the first launch; with `S = 1`, `work`
 /// and `counters` are not touched (may be null).
 ///
 /// Launch: grid `(ceil(rows / 64), ceil(tokens / 64), S)`, block `(128, 1, 1)`, dynamic shared
 /// memory [`TC_SHARED_BYTES`] (these constants are in `launch_shapes.rs`). sm_80 or newer.
-/// CPU twin: `host::cpu::ops::matmul`.
+/// CPU twin: `host::cpu::ops::matmul` (then `ops::swiglu` for the SwiGLU epilogue).
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "ptx-kernel" fn matmul_tc(
@@ -53,7 +57,7 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
     rows: u32,
     cols: u32,
     tokens: u32,
-    accumulate: u32,
+    epilogue: u32,
     work: *mut f32,
     counters: *mut u32,
 ) {
@@ -195,22 +199,31 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
         }
     }
 
+    // This thread holds, for each 16 × 8 tile, rows `g` and `g + 8` of it at columns `2t` and
+    // `2t + 1` (accumulators `q = 2·half + k`): with the SwiGLU epilogue a gate output and its up
+    // output side by side.
     for m in 0..2 {
         for n in 0..4 {
-            for q in 0..4 {
-                let tt = t0 + wm + m * 16 + g + if q >= 2 { 8 } else { 0 };
-                let rr = r0 + wn + n * 8 + 2 * t + (q & 1);
-                if tt < tokens && rr < rows {
-                    unsafe {
-                        let o = out.add(tt * rows + rr);
-                        let mut v = acc[m][n][q];
-                        if !bias.is_null() {
-                            v += *bias.add(rr);
+            for half in 0..2 {
+                let tt = t0 + wm + m * 16 + g + 8 * half;
+                let rr = r0 + wn + n * 8 + 2 * t;
+                let mut v = [0.0f32; 2];
+                for k in 0..2 {
+                    v[k] = acc[m][n][2 * half + k];
+                    if !bias.is_null() && rr + k < rows {
+                        v[k] += unsafe { *bias.add(rr + k) };
+                    }
+                }
+                if tt < tokens && epilogue == EPILOGUE_SWIGLU && rr + 1 < rows {
+                    let (gate, up) = (v[0], v[1]);
+                    unsafe { *out.add(tt * (rows / 2) + rr / 2) = gate / (1.0 + exp(-gate)) * up };
+                }
+                for k in 0..2 {
+                    if tt < tokens && epilogue != EPILOGUE_SWIGLU && rr + k < rows {
+                        unsafe {
+                            let o = out.add(tt * rows + rr + k);
+                            *o = if epilogue == EPILOGUE_ACCUMULATE { *o + v[k] } else { v[k] };
                         }
-                        if accumulate != 0 {
-                            v += *o;
-                        }
-                        *o = v;
                     }
                 }
             }

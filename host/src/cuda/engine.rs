@@ -8,8 +8,9 @@
 //! input of the same kernel.
 //!
 //! A prompt chunk runs the general kernels, about one per step of the CPU engine: tensor-core
-//! products (`matmul.rs`; q, k and v as one), RoPE + cache write, flash attention
-//! (`flash_attention.rs`), SwiGLU. A one-token decode
+//! products (`matmul.rs`; q, k and v as one, gate and up as one with SwiGLU in its epilogue, the
+//! residual adds in the output and down products'), RoPE + cache write, flash attention
+//! (`flash_attention.rs`). A one-token decode
 //! step runs the fused ones (`decode.rs`, `attention_decode_f32`): per layer RMSNorm + q/k/v +
 //! RoPE + cache write in one launch, split-sequence attention, the output product with the residual
 //! add, RMSNorm + gate/up + SwiGLU, and the down product with the residual add; the LM head takes
@@ -20,7 +21,7 @@ use cust::memory::{AsyncCopyDestination, DeviceBuffer, DevicePointer};
 use cust::sys as cu;
 use half::bf16;
 
-use super::kernels::{MatmulScratch, Ptr};
+use super::kernels::{Epilogue, MatmulScratch, Ptr};
 use super::{Gpu, check};
 use crate::config::Config;
 use crate::cpu::ops::rope_tables;
@@ -36,8 +37,9 @@ pub const CHUNK: usize = 1024;
 
 /// One decoder layer: pointers into the engine's one weight allocation (bf16) and one bias
 /// allocation (f32). The q, k and v weights are stored stacked (`[q_dim + 2·kv_dim, hidden]`,
-/// biases likewise) and so are gate and up (`[2·intermediate, hidden]`): the decode kernels read
-/// each stack as one matrix, the prompt path reads its parts.
+/// biases likewise), and gate and up as one `[2·intermediate, hidden]` matrix with their rows
+/// interleaved (gate row `r` at `2r`, up row `r` at `2r + 1`): each is read as one matrix, the
+/// gate/up one by products that take its rows in pairs.
 struct DeviceLayer {
     input_layernorm: Ptr<u16>,
     qkv: Ptr<u16>,
@@ -53,8 +55,15 @@ struct DeviceLayer {
 /// (a tenth of its weights).
 #[derive(Default)]
 struct Packing<'a> {
-    parts: Vec<(usize, &'a [f32])>,
+    parts: Vec<(usize, Part<'a>)>,
     len: usize,
+}
+
+/// One tensor of a [`Packing`]: as it is, or two `[rows, cols]` matrices with their rows
+/// interleaved (row `r` of the first at `2r`, of the second at `2r + 1`).
+enum Part<'a> {
+    Plain(&'a [f32]),
+    RowPairs(&'a [f32], &'a [f32], usize),
 }
 
 impl<'a> Packing<'a> {
@@ -63,10 +72,18 @@ impl<'a> Packing<'a> {
         let start = self.len.next_multiple_of(128);
         let mut at = start;
         for t in tensors {
-            self.parts.push((at, t));
+            self.parts.push((at, Part::Plain(t)));
             at += t.len();
         }
         self.len = at;
+        start
+    }
+
+    /// Places `a` and `b` (`[rows, cols]` each) with their rows interleaved; returns the offset.
+    fn add_row_pairs(&mut self, a: &'a [f32], b: &'a [f32], cols: usize) -> usize {
+        let start = self.len.next_multiple_of(128);
+        self.parts.push((start, Part::RowPairs(a, b, cols)));
+        self.len = start + a.len() + b.len();
         start
     }
 
@@ -76,9 +93,21 @@ impl<'a> Packing<'a> {
         gpu: &Gpu,
         convert: impl Fn(&[f32]) -> Vec<T>,
     ) -> Result<DeviceBuffer<T>> {
+        use rayon::prelude::*;
         let buf = gpu.alloc::<T>(self.len)?;
-        for (at, t) in &self.parts {
-            gpu.upload_into(&buf, *at, &convert(t))?;
+        for (at, part) in &self.parts {
+            let converted = match part {
+                Part::Plain(t) => convert(t),
+                Part::RowPairs(a, b, cols) => {
+                    let mut pairs = vec![0f32; a.len() + b.len()];
+                    pairs.par_chunks_mut(2 * cols).enumerate().for_each(|(r, pair)| {
+                        pair[..*cols].copy_from_slice(&a[r * cols..(r + 1) * cols]);
+                        pair[*cols..].copy_from_slice(&b[r * cols..(r + 1) * cols]);
+                    });
+                    convert(&pairs)
+                }
+            };
+            gpu.upload_into(&buf, *at, &converted)?;
         }
         Ok(buf)
     }
@@ -94,9 +123,9 @@ struct RunState {
     /// One product's queries, keys and values side by side, `[chunk, q_dim + 2·kv_dim]`.
     qkv: DeviceBuffer<f32>,
     att: DeviceBuffer<f32>,
-    gate: DeviceBuffer<f32>,
-    up: DeviceBuffer<f32>,
-    /// A decode step's SwiGLU output (one token; a prompt chunk's overwrites `gate` in place).
+    /// A prompt chunk's `silu(gate) ⊙ up`, `[chunk, intermediate]`.
+    mlp: DeviceBuffer<f32>,
+    /// A decode step's `silu(gate) ⊙ up` (one token).
     hb: DeviceBuffer<f32>,
     /// `[pos0, id_0, id_1, …]`: the chunk's start position and token ids, copied in together.
     io: DeviceBuffer<u32>,
@@ -192,7 +221,7 @@ impl CudaEngine {
                 bp.add(&[bias(&a.q_proj)?, bias(&a.k_proj)?, bias(&a.v_proj)?]),
                 wp.add(&[&a.o_proj.weight.data]),
                 wp.add(&[&l.post_attention_layernorm.data]),
-                wp.add(&[&m.gate_proj.weight.data, &m.up_proj.weight.data]),
+                wp.add_row_pairs(&m.gate_proj.weight.data, &m.up_proj.weight.data, cfg.hidden_size),
                 wp.add(&[&m.down_proj.weight.data]),
             ]);
         }
@@ -232,8 +261,7 @@ impl CudaEngine {
             q: gpu.alloc(chunk * cfg.q_dim())?,
             qkv: gpu.alloc(chunk * (cfg.q_dim() + 2 * cfg.kv_dim()))?,
             att: gpu.alloc(chunk * cfg.q_dim())?,
-            gate: gpu.alloc(chunk * cfg.intermediate_size)?,
-            up: gpu.alloc(chunk * cfg.intermediate_size)?,
+            mlp: gpu.alloc(chunk * cfg.intermediate_size)?,
             hb: gpu.alloc(cfg.intermediate_size)?,
             io: gpu.alloc(chunk + 1)?,
             logits: gpu.alloc(cfg.vocab_size)?,
@@ -409,16 +437,13 @@ impl CudaEngine {
         let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
         let p = |b: &DeviceBuffer<f32>| b.as_device_ptr();
         let pos0 = s.io.as_device_ptr();
-        // Rows `first..first + rows` of a stacked weight (and of its bias).
-        let part = |out: Ptr<f32>, w: Ptr<u16>, bias: Option<Ptr<f32>>, first: usize, rows: usize| {
-            let w = unsafe { w.add(first * h) };
-            let b = bias.map_or(null(), |b| unsafe { b.add(first) });
-            g.matmul(&s.products, out, p(&s.xb), w, b, rows, h, t, false)
+        let mm = |out: Ptr<f32>, x: Ptr<f32>, w: Ptr<u16>, bias: Ptr<f32>, rows: usize, cols: usize, e: Epilogue| {
+            g.matmul(&s.products, out, x, w, bias, rows, cols, t, e)
         };
 
         // xb = norm(x); [q k v] = xb·[Wq Wk Wv]ᵀ + [bq bk bv]    [t, q_dim + 2·kv_dim]
         g.rmsnorm(p(&s.xb), p(&s.x), layer.input_layernorm, t, h, cfg.rms_norm_eps)?;
-        part(p(&s.qkv), layer.qkv, Some(layer.qkv_bias), 0, qd + 2 * kvd)?;
+        mm(p(&s.qkv), p(&s.xb), layer.qkv, layer.qkv_bias, qd + 2 * kvd, h, Epilogue::Store)?;
         // rotate the queries into q, the keys into the K cache; copy the values into the V cache
         g.rope_kv_write(
             p(&s.q),
@@ -435,13 +460,11 @@ impl CudaEngine {
         )?;
         // att = attention(q, cache); x += att·Woᵀ                [t, q_dim] → [t, h]
         g.attention(p(&s.att), p(&s.q), p(&self.k_cache), p(&self.v_cache), kv, cfg.num_attention_heads, l, pos0, t)?;
-        g.matmul(&s.products, p(&s.x), p(&s.att), layer.o_proj, null(), h, qd, t, true)?;
-        // xb = norm(x); x += (silu(xb·Wgᵀ) ⊙ xb·Wuᵀ)·Wdᵀ          [t, inter] → [t, h]
+        mm(p(&s.x), p(&s.att), layer.o_proj, null(), h, qd, Epilogue::Accumulate)?;
+        // xb = norm(x); mlp = silu(xb·Wgᵀ) ⊙ xb·Wuᵀ; x += mlp·Wdᵀ   [t, inter] → [t, h]
         g.rmsnorm(p(&s.xb), p(&s.x), layer.post_attention_layernorm, t, h, cfg.rms_norm_eps)?;
-        part(p(&s.gate), layer.gate_up, None, 0, inter)?;
-        part(p(&s.up), layer.gate_up, None, inter, inter)?;
-        g.swiglu(p(&s.gate), p(&s.gate), p(&s.up), t * inter)?; // in place
-        g.matmul(&s.products, p(&s.x), p(&s.gate), layer.down_proj, null(), h, inter, t, true)
+        mm(p(&s.mlp), p(&s.xb), layer.gate_up, null(), 2 * inter, h, Epilogue::SwiGlu)?;
+        mm(p(&s.x), p(&s.mlp), layer.down_proj, null(), h, inter, Epilogue::Accumulate)
     }
 }
 

@@ -27,6 +27,27 @@ fn u32_of(what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Cuda(format!("{what} = {v} does not fit a kernel argument")))
 }
 
+/// What `matmul_tc` does with its product `y` (`launch_shapes.rs`'s `EPILOGUE_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Epilogue {
+    /// `out = y`.
+    Store,
+    /// `out += y` (the residual adds).
+    Accumulate,
+    /// `out[t, i] = silu(y[t, 2i]) · y[t, 2i + 1]`: gate and up rows interleaved, `out` half as wide.
+    SwiGlu,
+}
+
+impl Epilogue {
+    fn code(self) -> u32 {
+        match self {
+            Epilogue::Store => shapes::EPILOGUE_STORE,
+            Epilogue::Accumulate => shapes::EPILOGUE_ACCUMULATE,
+            Epilogue::SwiGlu => shapes::EPILOGUE_SWIGLU,
+        }
+    }
+}
+
 /// Partial tiles the split-K products may leave at once (8 MiB of f32).
 pub const MATMUL_PARTIAL_TILES: usize = 512;
 
@@ -100,9 +121,11 @@ impl Gpu {
         }
     }
 
-    /// `matmul.rs`: `out[t, r] (+)= x[t]·w[r] + bias[r]` on tensor cores (split-bf16 `mma`). `bias`
-    /// may be null. Short prompts give few 64 × 64 output tiles; then the K range is split over
-    /// several blocks per tile (partial sums in `scratch`) so that the grid fills the GPU.
+    /// `matmul.rs`: `y[t, r] = x[t]·w[r] + bias[r]` on tensor cores (split-bf16 `mma`), then the
+    /// epilogue (`out = y`, `out += y`, or SwiGLU of row pairs into an `out` of `rows / 2`
+    /// columns). `bias` may be null. Short prompts give few 64 × 64 output tiles; then the K
+    /// range is split over several blocks per tile (partial sums in `scratch`) so that the grid
+    /// fills the GPU.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
@@ -114,8 +137,11 @@ impl Gpu {
         rows: usize,
         cols: usize,
         tokens: usize,
-        accumulate: bool,
+        epilogue: Epilogue,
     ) -> Result<()> {
+        if epilogue == Epilogue::SwiGlu && !rows.is_multiple_of(2) {
+            return Err(Error::Cuda(format!("the SwiGLU product needs gate/up row pairs, not {rows} rows")));
+        }
         let f = self.function("matmul_tc")?;
         let s = &self.stream;
         let (r, c, t) = (u32_of("rows", rows)?, u32_of("cols", cols)?, u32_of("tokens", tokens)?);
@@ -128,7 +154,7 @@ impl Gpu {
             cuda(
                 "matmul_tc",
                 launch!(f<<<grid, BlockSize::x(128), smem, s>>>(
-                    out, x, w, bias, r, c, t, accumulate as u32, work, counters
+                    out, x, w, bias, r, c, t, epilogue.code(), work, counters
                 )),
             )
         }
@@ -216,16 +242,6 @@ impl Gpu {
                     out, q, k_cache, v_cache, h, g, d, l, m, p
                 )),
             )
-        }
-    }
-
-    /// `swiglu.rs`: `out = silu(gate) · up` over `n` elements.
-    pub fn swiglu(&self, out: Ptr<f32>, gate: Ptr<f32>, up: Ptr<f32>, n: usize) -> Result<()> {
-        let f = self.function("swiglu_f32")?;
-        let s = &self.stream;
-        let n = u32_of("n", n)?;
-        unsafe {
-            cuda("swiglu_f32", launch!(f<<<GridSize::x(n.div_ceil(256)), BlockSize::x(256), 0, s>>>(out, gate, up, n)))
         }
     }
 
