@@ -87,24 +87,27 @@ impl<'a> Packing<'a> {
         start
     }
 
-    /// One allocation holding every tensor converted by `convert` (in parallel, one at a time).
-    fn upload<T: cust::memory::DeviceCopy>(
+    /// One allocation holding every tensor, each element converted by `convert` (a tensor at a
+    /// time, its elements in parallel; row pairs interleaved as they are converted).
+    fn upload<T: cust::memory::DeviceCopy + Default + Clone + Send + Sync>(
         &self,
         gpu: &Gpu,
-        convert: impl Fn(&[f32]) -> Vec<T>,
+        convert: impl Fn(f32) -> T + Sync,
     ) -> Result<DeviceBuffer<T>> {
         use rayon::prelude::*;
         let buf = gpu.alloc::<T>(self.len)?;
         for (at, part) in &self.parts {
-            let converted = match part {
-                Part::Plain(t) => convert(t),
+            let converted: Vec<T> = match part {
+                Part::Plain(t) => t.par_iter().map(|&v| convert(v)).collect(),
                 Part::RowPairs(a, b, cols) => {
-                    let mut pairs = vec![0f32; a.len() + b.len()];
+                    let mut pairs = vec![T::default(); a.len() + b.len()];
                     pairs.par_chunks_mut(2 * cols).enumerate().for_each(|(r, pair)| {
-                        pair[..*cols].copy_from_slice(&a[r * cols..(r + 1) * cols]);
-                        pair[*cols..].copy_from_slice(&b[r * cols..(r + 1) * cols]);
+                        let (first, second) = pair.split_at_mut(*cols);
+                        let rows = r * cols..(r + 1) * cols;
+                        first.iter_mut().zip(&a[rows.clone()]).for_each(|(o, &v)| *o = convert(v));
+                        second.iter_mut().zip(&b[rows]).for_each(|(o, &v)| *o = convert(v));
                     });
-                    convert(&pairs)
+                    pairs
                 }
             };
             gpu.upload_into(&buf, *at, &converted)?;
@@ -183,9 +186,8 @@ impl Drop for Graph {
     }
 }
 
-fn to_bf16(x: &[f32]) -> Vec<u16> {
-    use rayon::prelude::*;
-    x.par_iter().map(|&v| bf16::from_f32(v).to_bits()).collect()
+fn to_bf16(v: f32) -> u16 {
+    bf16::from_f32(v).to_bits()
 }
 
 fn linear_bias(l: &Linear) -> Option<&[f32]> {
@@ -229,7 +231,7 @@ impl CudaEngine {
         let norm_at = wp.add(&[&w.model.norm.data]);
         let head_at = w.lm_head.as_ref().map(|t| wp.add(&[&t.data])).unwrap_or(embed_at);
         let weights = wp.upload(&gpu, to_bf16)?;
-        let biases = bp.upload(&gpu, |x| x.to_vec())?;
+        let biases = bp.upload(&gpu, |v| v)?;
         let wat = |off: usize| unsafe { weights.as_device_ptr().add(off) };
         let bat = |off: usize| unsafe { biases.as_device_ptr().add(off) };
         let layers = offsets
