@@ -2,10 +2,11 @@
 //! cores (the one-token products of a decode step are in `decode.rs`).
 //!
 //! Math: `y[t, r] = bias[r] + Σ_c x[t, c] · w[r, c]` for `t < tokens`, `r < rows`; `bias` may
-//! be null. The epilogue then either stores `out[t, r] = y[t, r]` ([`EPILOGUE_STORE`]), adds it to
-//! what `out` holds ([`EPILOGUE_ACCUMULATE`]: the residual stream, which is how the residual adds
-//! are fused), or, for the MLP's gate and up products in one, takes the rows in pairs
-//! ([`EPILOGUE_SWIGLU`]: row `2i` a gate row, row `2i + 1` the up row of the same unit) and stores
+//! be null. The epilogue (`launch_shapes.rs`) then either stores `out[t, r] = y[t, r]`
+//! (`EPILOGUE_STORE`), adds it to what `out` holds (`EPILOGUE_ACCUMULATE`: the residual stream,
+//! which is how the residual adds are fused), or, for the MLP's gate and up products in one, takes
+//! the rows in pairs (`EPILOGUE_SWIGLU`: row `2i` a gate row, row `2i + 1` the up row of the same
+//! unit) and stores
 //! `out[t, i] = silu(y[t, 2i]) · y[t, 2i + 1]`, `silu(z) = z / (1 + e^{−z})`. `out` must not alias
 //! `x`.
 //!
