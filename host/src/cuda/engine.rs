@@ -99,21 +99,31 @@ impl<'a> Packing<'a> {
         for (at, part) in &self.parts {
             let converted: Vec<T> = match part {
                 Part::Plain(t) => t.par_iter().map(|&v| convert(v)).collect(),
-                Part::RowPairs(a, b, cols) => {
-                    let mut pairs = vec![T::default(); a.len() + b.len()];
-                    pairs.par_chunks_mut(2 * cols).enumerate().for_each(|(r, pair)| {
-                        let (first, second) = pair.split_at_mut(*cols);
-                        let rows = r * cols..(r + 1) * cols;
-                        first.iter_mut().zip(&a[rows.clone()]).for_each(|(o, &v)| *o = convert(v));
-                        second.iter_mut().zip(&b[rows]).for_each(|(o, &v)| *o = convert(v));
-                    });
-                    pairs
-                }
+                Part::RowPairs(a, b, cols) => interleave_rows(a, b, *cols, &convert),
             };
             gpu.upload_into(&buf, *at, &converted)?;
         }
         Ok(buf)
     }
+}
+
+/// `a` and `b` (`[rows, cols]` each, `cols > 0`) as one `[2·rows, cols]` matrix, row `r` of `a`
+/// at `2r` and of `b` at `2r + 1`, each element converted by `convert` (rows in parallel).
+fn interleave_rows<T: Default + Clone + Send + Sync>(
+    a: &[f32],
+    b: &[f32],
+    cols: usize,
+    convert: &(impl Fn(f32) -> T + Sync),
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut pairs = vec![T::default(); a.len() + b.len()];
+    pairs.par_chunks_mut(2 * cols).enumerate().for_each(|(r, pair)| {
+        let (first, second) = pair.split_at_mut(cols);
+        let rows = r * cols..(r + 1) * cols;
+        first.iter_mut().zip(&a[rows.clone()]).for_each(|(o, &v)| *o = convert(v));
+        second.iter_mut().zip(&b[rows]).for_each(|(o, &v)| *o = convert(v));
+    });
+    pairs
 }
 
 /// Activation buffers, each `[chunk, width]` f32 (`chunk = min(CHUNK, max_seq)`).
@@ -496,5 +506,20 @@ impl Engine for CudaEngine {
             Some(id) if (id as usize) < self.cfg.vocab_size => Ok(id),
             _ => Err(Error::Cuda("the logits are all NaN".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{interleave_rows, to_bf16};
+
+    #[test]
+    fn gate_and_up_rows_interleave() {
+        // gate rows [1 2 3], [4 5 6]; up rows [10 20 30], [40 50 60] → gate 0, up 0, gate 1, up 1.
+        let (gate, up) = ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]);
+        let got = interleave_rows(&gate, &up, 3, &|v| v);
+        assert_eq!(got, [1.0, 2.0, 3.0, 10.0, 20.0, 30.0, 4.0, 5.0, 6.0, 40.0, 50.0, 60.0]);
+        // and through the bf16 conversion the weights take: 1.5 and -2 are exact in bf16
+        assert_eq!(interleave_rows(&[1.5], &[-2.0], 1, &to_bf16), [0x3fc0, 0xc000]);
     }
 }
