@@ -227,22 +227,14 @@ impl CudaEngine {
             if [&a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj].iter().any(|l| l.bias.is_some()) {
                 return Err(Error::Cuda("the CUDA engine has no o/gate/up/down biases (Qwen2 has none)".into()));
             }
-            let (gate, up) = (&m.gate_proj.weight.data, &m.up_proj.weight.data);
-            let want = cfg.intermediate_size * cfg.hidden_size;
-            if gate.len() != want || up.len() != want {
-                return Err(Error::Cuda(format!(
-                    "gate/up projections of {} and {} values; intermediate_size × hidden_size is {want}",
-                    gate.len(),
-                    up.len()
-                )));
-            }
             offsets.push([
                 wp.add(&[&l.input_layernorm.data]),
                 wp.add(&[&a.q_proj.weight.data, &a.k_proj.weight.data, &a.v_proj.weight.data]),
                 bp.add(&[bias(&a.q_proj)?, bias(&a.k_proj)?, bias(&a.v_proj)?]),
                 wp.add(&[&a.o_proj.weight.data]),
                 wp.add(&[&l.post_attention_layernorm.data]),
-                wp.add_row_pairs(gate, up, cfg.hidden_size),
+                // `Weights::load` checked both to be `[intermediate, hidden]`
+                wp.add_row_pairs(&m.gate_proj.weight.data, &m.up_proj.weight.data, cfg.hidden_size),
                 wp.add(&[&m.down_proj.weight.data]),
             ]);
         }
