@@ -184,7 +184,8 @@ fn global_warp() -> usize {
 /// Layout: `w` is `[(heads + 2·kv_heads)·d, cols]` (the q, k and v weights stacked, in that
 /// order), `bias` the same stacking of the three biases (null for none); `q_out` `[heads·d]`;
 /// `cos`/`sin` `[max_seq, d/2]`.
-/// Block `(256, 1, 1)`; grid `(ceil(pairs / 8), 1, 1)`, `pairs = (heads + 2·kv_heads)·d/2`: warp `i < (heads + kv_heads)·d/2`
+/// Block `(32·DECODE_WARPS, 1, 1)`; grid `(ceil(pairs / DECODE_WARPS), 1, 1)`,
+/// `pairs = (heads + 2·kv_heads)·d/2` (any block size works): warp `i < (heads + kv_heads)·d/2`
 /// computes the rotation pair `(j, j + d/2)` of q/k head `i / (d/2)`, `j = i mod d/2`; the
 /// remaining warps compute two adjacent rows of v each.
 #[unsafe(no_mangle)]
@@ -266,7 +267,8 @@ pub unsafe extern "ptx-kernel" fn qkv_rope_decode(
 /// `up[r] = W_gu[2r + 1] · rmsnorm(x)`, `silu(z) = z / (1 + e^{−z})`.
 /// Layout: `w` is `[2·inter, cols]`, the gate and up weights' rows interleaved (gate row `r` at
 /// `2r`, up row `r` at `2r + 1`, as `matmul_tc`'s SwiGLU epilogue takes them); `out` `[inter]`.
-/// Block `(256, 1, 1)`; grid `(ceil(inter / 8), 1, 1)`: warp `r` computes rows `2r` and `2r + 1`.
+/// Block `(32·DECODE_WARPS, 1, 1)`; grid `(ceil(inter / DECODE_WARPS), 1, 1)`: warp `r` computes
+/// rows `2r` and `2r + 1`.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn gate_up_silu_decode(
     out: *mut f32,
@@ -302,7 +304,8 @@ pub unsafe extern "ptx-kernel" fn gate_up_silu_decode(
 /// the lower half. `best` must be 0 before the launch; after it, `index = u32::MAX − (best as u32)`
 /// (0 left in `best` decodes to `u32::MAX`: every logit was NaN). A warp updates `best` only when
 /// it beats the value it reads there, so few of the atomics are issued.
-/// Block `(256, 1, 1)`; grid `(ceil(rows / (8 · 4)), 1, 1)`: warp `i` computes rows `4i .. 4i + 4`.
+/// Block `(32·DECODE_WARPS, 1, 1)`; grid `(ceil(rows / (DECODE_WARPS · 4)), 1, 1)`: warp `i`
+/// computes rows `4i .. 4i + 4`.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn lm_head_argmax(
     logits: *mut f32,

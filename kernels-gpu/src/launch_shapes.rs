@@ -12,6 +12,13 @@ pub const PREFILL_ATTENTION_WARPS: usize = 16;
 /// `(DECODE_ATTENTION_WARPS · (head_dim + 2) + 1)` f32.
 pub const DECODE_ATTENTION_WARPS: usize = 8;
 
+/// Warps per block of `qkv_rope_decode`, `gate_up_silu_decode` and `lm_head_argmax` (each warp's
+/// rows follow from its index in the grid, so any count works). Four, not eight: at 158 registers
+/// a thread one 8-warp block of `qkv_rope_decode` fills an SM's register file, and the 7B shape's
+/// 288 such blocks took three rounds on 132 SMs; 4-warp blocks fit three an SM, and smaller
+/// blocks leave less idle at the end of each kernel (H100, BENCHMARKS.md step 18).
+pub const DECODE_WARPS: usize = 4;
+
 /// Rows each warp of `lm_head_argmax` computes.
 pub const LM_HEAD_ROWS_PER_WARP: usize = 4;
 

@@ -12,8 +12,8 @@ use super::{Gpu, check, cuda};
 use crate::error::{Error, Result};
 use cust::sys as cu;
 use shapes::{
-    DECODE_ATTENTION_WARPS, LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_K, TC_SHARED_BYTES, TC_TILE,
-    TC_TILE_ELEMS,
+    DECODE_ATTENTION_WARPS, DECODE_WARPS, LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_K, TC_SHARED_BYTES,
+    TC_TILE, TC_TILE_ELEMS,
 };
 
 pub type Ptr<T> = DevicePointer<T>;
@@ -47,6 +47,9 @@ impl Epilogue {
         }
     }
 }
+
+/// Threads a block of the warp-per-rows decode kernels.
+const DECODE_BLOCK: u32 = 32 * DECODE_WARPS as u32;
 
 /// Partial tiles the split-K products may leave at once (8 MiB of f32).
 pub const MATMUL_PARTIAL_TILES: usize = 512;
@@ -268,11 +271,11 @@ impl Gpu {
     ) -> Result<()> {
         let f = self.function("qkv_rope_decode")?;
         let pairs = (heads + 2 * kv.kv_heads) * kv.head_dim / 2;
-        let grid = [u32_of("q/k/v rows", pairs)?.div_ceil(8), 1, 1];
+        let grid = [u32_of("q/k/v rows", pairs)?.div_ceil(DECODE_WARPS as u32), 1, 1];
         let (c, h, g, d) = (u32_of("cols", cols)?, heads as u32, kv.kv_heads as u32, kv.head_dim as u32);
         let (l, m) = (layer as u32, u32_of("max_seq", kv.max_seq)?);
         let mut args = kernel_args![q, k_cache, v_cache, x, norm, eps, w, bias, cos, sin, c, h, g, d, l, m, pos];
-        unsafe { self.launch_overlapped(&f, "qkv_rope_decode", grid, 256, 0, &mut args) }
+        unsafe { self.launch_overlapped(&f, "qkv_rope_decode", grid, DECODE_BLOCK, 0, &mut args) }
     }
 
     /// `decode.rs`: `out = silu(gate) · up` with `[gate; up] = W_gu · rmsnorm(x)`, one token.
@@ -290,7 +293,8 @@ impl Gpu {
         let f = self.function("gate_up_silu_decode")?;
         let (i, c) = (u32_of("intermediate", inter)?, u32_of("cols", cols)?);
         let mut args = kernel_args![out, x, norm, eps, w, i, c];
-        unsafe { self.launch_overlapped(&f, "gate_up_silu_decode", [i.div_ceil(8), 1, 1], 256, 0, &mut args) }
+        let grid = [i.div_ceil(DECODE_WARPS as u32), 1, 1];
+        unsafe { self.launch_overlapped(&f, "gate_up_silu_decode", grid, DECODE_BLOCK, 0, &mut args) }
     }
 
     /// `decode.rs`: `logits = W · rmsnorm(x)` and the packed argmax in `best` (which must be 0
@@ -309,9 +313,9 @@ impl Gpu {
     ) -> Result<()> {
         let f = self.function("lm_head_argmax")?;
         let (r, c) = (u32_of("rows", rows)?, u32_of("cols", cols)?);
-        let grid = [r.div_ceil(8 * LM_HEAD_ROWS_PER_WARP as u32), 1, 1];
+        let grid = [r.div_ceil((DECODE_WARPS * LM_HEAD_ROWS_PER_WARP) as u32), 1, 1];
         let mut args = kernel_args![logits, best, x, norm, eps, w, r, c];
-        unsafe { self.launch_overlapped(&f, "lm_head_argmax", grid, 256, 0, &mut args) }
+        unsafe { self.launch_overlapped(&f, "lm_head_argmax", grid, DECODE_BLOCK, 0, &mut args) }
     }
 
     /// `decode.rs`: `out += W · x` for one token (the residual products).
