@@ -2,8 +2,9 @@
 //! `nvptx64-nvidia-cuda` target, once per requested architecture, and generates
 //! `$OUT_DIR/kernels.rs`, which `host/src/cuda/ptx.rs` includes so the PTX is embedded in the binary.
 //!
-//! Architectures come from `QWEN_RS_CUDA_ARCHS` (comma-separated, default `sm_80,sm_90`); at run
-//! time the engine loads the newest one the device supports (an H100 takes `sm_90`).
+//! Architectures come from `QWEN_RS_CUDA_ARCHS` (comma-separated, default `sm_80,sm_90,sm_90a`); at
+//! run time the engine loads the newest one the device supports (an H100 takes `sm_90a`, whose
+//! PTX has Hopper's `wgmma` product and runs on compute capability 9.0 only).
 
 use std::env;
 use std::fmt::Write as _;
@@ -26,30 +27,40 @@ fn main() {
     println!("cargo::rerun-if-changed=rust-toolchain.toml");
     println!("cargo::rerun-if-env-changed=QWEN_RS_CUDA_ARCHS");
 
-    let archs = env::var("QWEN_RS_CUDA_ARCHS").unwrap_or_else(|_| "sm_80,sm_90".to_string());
-    let mut archs: Vec<(String, u32)> = archs
+    let archs = env::var("QWEN_RS_CUDA_ARCHS").unwrap_or_else(|_| "sm_80,sm_90,sm_90a".to_string());
+    // (name, compute capability × 10, architecture-specific): `sm_90a` PTX (Hopper's `wgmma`)
+    // runs on compute capability 9.0 only; the host never loads it on another device.
+    let mut archs: Vec<(String, u32, bool)> = archs
         .split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
-        .map(|a| match a.strip_prefix("sm_").and_then(|n| n.parse::<u32>().ok()) {
-            Some(cc) => (a.to_string(), cc),
-            None => fail(&format!(
-                "QWEN_RS_CUDA_ARCHS entry `{a}` is not of the form sm_NN (e.g. QWEN_RS_CUDA_ARCHS=sm_80,sm_90)"
-            )),
+        .map(|a| {
+            let n = a.strip_prefix("sm_").unwrap_or("");
+            let (n, specific) = match n.strip_suffix('a') {
+                Some(n) => (n, true),
+                None => (n, false),
+            };
+            match n.parse::<u32>() {
+                Ok(cc) => (a.to_string(), cc, specific),
+                Err(_) => fail(&format!(
+                    "QWEN_RS_CUDA_ARCHS entry `{a}` is not of the form sm_NN or sm_NNa (e.g. QWEN_RS_CUDA_ARCHS=sm_80,sm_90)"
+                )),
+            }
         })
         .collect();
     if archs.is_empty() {
         fail("QWEN_RS_CUDA_ARCHS names no architecture (e.g. QWEN_RS_CUDA_ARCHS=sm_90)");
     }
-    archs.sort_by_key(|a| a.1);
+    archs.sort_by_key(|a| (a.1, a.2));
     check_toolchain();
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut generated = String::from(
-        "/// PTX of `kernels-gpu`, one entry per architecture: (name, compute capability × 10, text).\n\
-         pub const KERNELS_PTX: &[(&str, u32, &str)] = &[\n",
+        "/// PTX of `kernels-gpu`, one entry per architecture, oldest first: (name, compute capability × 10,\n\
+         /// whether it runs on that compute capability only, text).\n\
+         pub const KERNELS_PTX: &[(&str, u32, bool, &str)] = &[\n",
     );
-    for (arch, cc) in &archs {
+    for (arch, cc, specific) in &archs {
         let target_dir = out_dir.join("kernels-target").join(arch);
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(&kernels)
@@ -86,7 +97,8 @@ fn main() {
         if let Err(e) = std::fs::copy(&built, &dest) {
             fail(&format!("the kernel build succeeded but {} is missing: {e}", built.display()));
         }
-        writeln!(generated, "    (\"{arch}\", {cc}, include_str!({:?})),", dest.display().to_string()).unwrap();
+        writeln!(generated, "    (\"{arch}\", {cc}, {specific}, include_str!({:?})),", dest.display().to_string())
+            .unwrap();
     }
     generated.push_str("];\n");
     std::fs::write(out_dir.join("kernels.rs"), generated)

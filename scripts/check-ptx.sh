@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Assembles the PTX embedded in the qwen-rs binary with ptxas for sm_80 and sm_90 and fails on any
+# Assembles the PTX embedded in the qwen-rs binary with ptxas for sm_80, sm_90 and sm_90a and fails on any
 # error, on any register spill and on any local memory (a stack frame). Usage: scripts/check-ptx.sh [path/to/qwen-rs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ PTXAS=${PTXAS:-$(command -v ptxas || echo "$TOOLS/ptxas")}
 out=$(mktemp -d)
 "$BIN" ptx "$out" >/dev/null
 status=0
-for arch in 80 90; do
+for arch in 80 90 90a; do
     ptx="$out/kernels_sm_$arch.ptx"
     [ -f "$ptx" ] || { echo "no PTX for sm_$arch in $BIN (QWEN_RS_CUDA_ARCHS?)" >&2; status=1; continue; }
     if ! log=$("$PTXAS" -arch=sm_$arch -v "$ptx" -o "$out/sm_$arch.cubin" 2>&1); then

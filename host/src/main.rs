@@ -146,7 +146,7 @@ fn clock_seed() -> u64 {
 
 fn write_ptx(dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for (arch, _, ptx) in cuda::KERNELS_PTX {
+    for (arch, _, _, ptx) in cuda::KERNELS_PTX {
         let p = dir.join(format!("kernels_{arch}.ptx"));
         std::fs::write(&p, ptx).with_context(|| format!("cannot write {}", p.display()))?;
         println!("{}", p.display());

@@ -178,6 +178,18 @@ pub unsafe fn cp_async_16(dst: u32, src: *const u8, bytes: u32) {
     }
 }
 
+/// `cp.async.ca.shared.global` (sm_80+): copies 16 bytes from global `src` to shared-window
+/// address `dst` (both 16-byte aligned) through L1, which merges a warp's copies of one 128-byte
+/// line into one L2 request (`.cg` sends about one request a sector: on an H100, `matmul_wgmma`'s
+/// fills made 2.4 times as many L2 requests with it). Completes as [`cp_async_16`].
+#[inline(always)]
+pub unsafe fn cp_async_16_ca(dst: u32, src: *const u8) {
+    unsafe {
+        asm!("cp.async.ca.shared.global [{d}], [{s}], 16;", d = in(reg32) dst, s = in(reg64) src,
+             options(nostack, preserves_flags));
+    }
+}
+
 /// `cp.async.commit_group`: the copies this thread issued since the last commit form one group.
 #[inline(always)]
 pub fn cp_async_commit() {
@@ -434,6 +446,80 @@ pub fn mma_bf16(d: &mut [f32; 4], a: [u32; 4], b: [u32; 2]) {
             a0 = in(reg32) a[0], a1 = in(reg32) a[1], a2 = in(reg32) a[2], a3 = in(reg32) a[3],
             b0 = in(reg32) b[0], b1 = in(reg32) b[1],
             options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+}
+
+/// `fence.proxy.async.shared::cta`: this thread's earlier shared-memory writes (stores and
+/// completed `cp.async` copies) become visible to the async proxy, through which `wgmma` reads its
+/// shared-memory operand. Needed before the barrier that hands such a tile to `wgmma`.
+#[cfg(target_feature = "sm_90a")]
+#[inline(always)]
+pub fn fence_proxy_async_shared() {
+    unsafe { asm!("fence.proxy.async.shared::cta;", options(nostack, preserves_flags)) }
+}
+
+/// A `wgmma` shared-memory matrix descriptor (sm_90a) for a K-major bf16 operand stored without
+/// swizzling: core matrices of 8 rows × 16 bytes (8 bf16 of K), each 128 contiguous bytes, the
+/// next core matrix along K `k_stride` bytes on, along the rows (N) `row_stride` bytes on.
+/// Bits: start address / 16 in 0–13, leading (K) byte offset / 16 in 16–29, stride (N) byte
+/// offset / 16 in 32–45, swizzle mode 0 (none) in 62–63.
+#[cfg(target_feature = "sm_90a")]
+#[inline(always)]
+pub fn wgmma_desc(addr: u32, k_stride: u32, row_stride: u32) -> u64 {
+    (((addr & 0x3ffff) >> 4) as u64) | (((k_stride >> 4) as u64) << 16) | (((row_stride >> 4) as u64) << 32)
+}
+
+/// `d += a·b` for a 64 × 128 tile and 32 of K, on the tensor cores of the whole warpgroup
+/// (`wgmma.mma_async.m64n128k16.f32.bf16.bf16`, sm_90a; every thread of the 4 aligned warps must
+/// call it), waiting for the result. Each K half `h` is two products with the same `b[h]`: first
+/// `a[h][0]`, then `a[h][1]` (the low and high bf16 halves of split activations).
+///
+/// `a[h][i]`: this warp's 16 rows of A (warp `w` of the group rows `16w ..`), k `16h .. 16h + 16`,
+/// as [`mma_bf16`]'s A fragment. `b[h]`: descriptor ([`wgmma_desc`]) of B's 128 rows (N) × 16 k,
+/// K-major in shared memory. `d`, as `mma_bf16`'s D fragment for each of the 16 column groups
+/// `j` of 8: `d[4j..4j + 4] = [D(g, 8j + 2t), D(g, 8j + 2t + 1), D(g + 8, 8j + 2t), D(g + 8, 8j + 2t + 1)]`
+/// (rows relative to the warp's 16). The asm block fences the registers (`wgmma.fence`) before
+/// the first product and waits for all four (`wgmma.wait_group 0`) before it returns, so `d` and
+/// `a` are never touched while a product is in flight.
+#[cfg(target_feature = "sm_90a")]
+#[inline(always)]
+pub unsafe fn wgmma_m64n128k32(d: &mut [f32; 64], a: [[[u32; 4]; 2]; 2], b: [u64; 2]) {
+    unsafe {
+        asm!(
+            "{{",
+            ".reg .pred p;",
+            "setp.ne.b32 p, {one}, 0;",
+            "wgmma.fence.sync.aligned;",
+            "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{{d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15}, {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31}, {d32}, {d33}, {d34}, {d35}, {d36}, {d37}, {d38}, {d39}, {d40}, {d41}, {d42}, {d43}, {d44}, {d45}, {d46}, {d47}, {d48}, {d49}, {d50}, {d51}, {d52}, {d53}, {d54}, {d55}, {d56}, {d57}, {d58}, {d59}, {d60}, {d61}, {d62}, {d63}}}, {{{a000}, {a001}, {a002}, {a003}}}, {b0}, p, 1, 1, 0;",
+            "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{{d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15}, {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31}, {d32}, {d33}, {d34}, {d35}, {d36}, {d37}, {d38}, {d39}, {d40}, {d41}, {d42}, {d43}, {d44}, {d45}, {d46}, {d47}, {d48}, {d49}, {d50}, {d51}, {d52}, {d53}, {d54}, {d55}, {d56}, {d57}, {d58}, {d59}, {d60}, {d61}, {d62}, {d63}}}, {{{a010}, {a011}, {a012}, {a013}}}, {b0}, p, 1, 1, 0;",
+            "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{{d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15}, {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31}, {d32}, {d33}, {d34}, {d35}, {d36}, {d37}, {d38}, {d39}, {d40}, {d41}, {d42}, {d43}, {d44}, {d45}, {d46}, {d47}, {d48}, {d49}, {d50}, {d51}, {d52}, {d53}, {d54}, {d55}, {d56}, {d57}, {d58}, {d59}, {d60}, {d61}, {d62}, {d63}}}, {{{a100}, {a101}, {a102}, {a103}}}, {b1}, p, 1, 1, 0;",
+            "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{{d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15}, {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31}, {d32}, {d33}, {d34}, {d35}, {d36}, {d37}, {d38}, {d39}, {d40}, {d41}, {d42}, {d43}, {d44}, {d45}, {d46}, {d47}, {d48}, {d49}, {d50}, {d51}, {d52}, {d53}, {d54}, {d55}, {d56}, {d57}, {d58}, {d59}, {d60}, {d61}, {d62}, {d63}}}, {{{a110}, {a111}, {a112}, {a113}}}, {b1}, p, 1, 1, 0;",
+            "wgmma.commit_group.sync.aligned;",
+            "wgmma.wait_group.sync.aligned 0;",
+            "}}",
+            d0 = inout(reg32) d[0], d1 = inout(reg32) d[1], d2 = inout(reg32) d[2], d3 = inout(reg32) d[3],
+            d4 = inout(reg32) d[4], d5 = inout(reg32) d[5], d6 = inout(reg32) d[6], d7 = inout(reg32) d[7],
+            d8 = inout(reg32) d[8], d9 = inout(reg32) d[9], d10 = inout(reg32) d[10], d11 = inout(reg32) d[11],
+            d12 = inout(reg32) d[12], d13 = inout(reg32) d[13], d14 = inout(reg32) d[14], d15 = inout(reg32) d[15],
+            d16 = inout(reg32) d[16], d17 = inout(reg32) d[17], d18 = inout(reg32) d[18], d19 = inout(reg32) d[19],
+            d20 = inout(reg32) d[20], d21 = inout(reg32) d[21], d22 = inout(reg32) d[22], d23 = inout(reg32) d[23],
+            d24 = inout(reg32) d[24], d25 = inout(reg32) d[25], d26 = inout(reg32) d[26], d27 = inout(reg32) d[27],
+            d28 = inout(reg32) d[28], d29 = inout(reg32) d[29], d30 = inout(reg32) d[30], d31 = inout(reg32) d[31],
+            d32 = inout(reg32) d[32], d33 = inout(reg32) d[33], d34 = inout(reg32) d[34], d35 = inout(reg32) d[35],
+            d36 = inout(reg32) d[36], d37 = inout(reg32) d[37], d38 = inout(reg32) d[38], d39 = inout(reg32) d[39],
+            d40 = inout(reg32) d[40], d41 = inout(reg32) d[41], d42 = inout(reg32) d[42], d43 = inout(reg32) d[43],
+            d44 = inout(reg32) d[44], d45 = inout(reg32) d[45], d46 = inout(reg32) d[46], d47 = inout(reg32) d[47],
+            d48 = inout(reg32) d[48], d49 = inout(reg32) d[49], d50 = inout(reg32) d[50], d51 = inout(reg32) d[51],
+            d52 = inout(reg32) d[52], d53 = inout(reg32) d[53], d54 = inout(reg32) d[54], d55 = inout(reg32) d[55],
+            d56 = inout(reg32) d[56], d57 = inout(reg32) d[57], d58 = inout(reg32) d[58], d59 = inout(reg32) d[59],
+            d60 = inout(reg32) d[60], d61 = inout(reg32) d[61], d62 = inout(reg32) d[62], d63 = inout(reg32) d[63],
+            a000 = in(reg32) a[0][0][0], a001 = in(reg32) a[0][0][1], a002 = in(reg32) a[0][0][2], a003 = in(reg32) a[0][0][3],
+            a010 = in(reg32) a[0][1][0], a011 = in(reg32) a[0][1][1], a012 = in(reg32) a[0][1][2], a013 = in(reg32) a[0][1][3],
+            a100 = in(reg32) a[1][0][0], a101 = in(reg32) a[1][0][1], a102 = in(reg32) a[1][0][2], a103 = in(reg32) a[1][0][3],
+            a110 = in(reg32) a[1][1][0], a111 = in(reg32) a[1][1][1], a112 = in(reg32) a[1][1][2], a113 = in(reg32) a[1][1][3],
+            b0 = in(reg64) b[0], b1 = in(reg64) b[1], one = in(reg32) 1u32,
+            options(nostack, preserves_flags)
         );
     }
 }

@@ -48,6 +48,30 @@ pub const TC_SHARED_BYTES: usize = TC_STAGES * TC_STAGE_BYTES;
 /// Output elements of one `matmul_tc` tile: what a split of the K range leaves in the scratch.
 pub const TC_TILE_ELEMS: usize = TC_TILE * TC_TILE;
 
+/// Tokens and weight rows of one `matmul_wgmma` block tile (the block is two warpgroups, 256
+/// threads; warp `w` computes tokens `16w .. 16w + 16` of the tile for all 128 rows, so the two
+/// warpgroups share each weight tile), the columns of one K step, and the shared-memory stages
+/// `cp.async` fills ahead of the products.
+pub const WG_TOKENS: usize = 128;
+pub const WG_ROWS: usize = 128;
+pub const WG_THREADS: usize = 256;
+pub const WG_K: usize = 32;
+pub const WG_STAGES: usize = 3;
+/// Row stride (f32) of `matmul_wgmma`'s activation tile: as `TC_X_STRIDE`, so that the fragment
+/// reads fall on different banks.
+pub const WG_X_STRIDE: usize = WG_K + 8;
+/// Bytes of one `matmul_wgmma` stage: the activation tile `[WG_TOKENS][WG_X_STRIDE]` f32, then the
+/// weight tile: `WG_K / 8` planes of `WG_ROWS` rows × 16 bytes (8 bf16 of K), plane `p` holding
+/// columns `8p .. 8p + 8` of every row, so that each 8 rows of a plane are one `wgmma` core matrix.
+pub const WG_X_BYTES: usize = WG_TOKENS * WG_X_STRIDE * 4;
+pub const WG_PLANE_BYTES: usize = WG_ROWS * 16;
+pub const WG_STAGE_BYTES: usize = WG_X_BYTES + (WG_K / 8) * WG_PLANE_BYTES;
+/// Dynamic shared memory of `matmul_wgmma` (86,016 bytes: above the 48 KiB default, so the host
+/// raises the kernel's limit; two blocks fit an H100 SM, as do their registers).
+pub const WG_SHARED_BYTES: usize = WG_STAGES * WG_STAGE_BYTES;
+/// Output elements of one `matmul_wgmma` tile.
+pub const WG_TILE_ELEMS: usize = WG_TOKENS * WG_ROWS;
+
 /// Query rows of one `attention_prefill_tc_*` block (4 warps of 16) and keys of one K/V tile.
 pub const FLASH_ROWS: usize = 64;
 pub const FLASH_KEYS: usize = 32;

@@ -22,6 +22,8 @@ pub mod flash_attention;
 pub mod kv_layout;
 pub mod launch_shapes;
 pub mod matmul;
+#[cfg(target_feature = "sm_90a")]
+pub mod matmul_wgmma;
 pub mod rmsnorm;
 pub mod rope;
 

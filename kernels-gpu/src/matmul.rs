@@ -19,7 +19,7 @@
 
 use crate::device::*;
 use crate::launch_shapes::{EPILOGUE_ACCUMULATE, EPILOGUE_SWIGLU};
-use crate::launch_shapes::{TC_K, TC_SHARED_BYTES, TC_STAGE_BYTES, TC_STAGES, TC_TILE, TC_TILE_ELEMS, TC_W_STRIDE, TC_X_STRIDE};
+use crate::launch_shapes::{TC_K, TC_SHARED_BYTES, TC_STAGE_BYTES, TC_STAGES, TC_TILE, TC_W_STRIDE, TC_X_STRIDE};
 
 /// The prompt-chunk product on tensor cores (the module doc has the math, the epilogues and the
 /// layout): `y[t, r] = bias[r] + Σ_c x[t, c] · w[r, c]`, then the epilogue `epilogue`.
@@ -160,7 +160,9 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
     // it first waits for step `j − (TC_STAGES − 1)` and the barrier (every thread is then past the
     // stage it refills), and multiplies that step after the refill. Stages go round by byte
     // offset, without a division.
-    let next = |stage: u32| if stage + TC_STAGE_BYTES as u32 == TC_SHARED_BYTES as u32 { 0 } else { stage + TC_STAGE_BYTES as u32 };
+    let next = |stage: u32| {
+        if stage + TC_STAGE_BYTES as u32 == TC_SHARED_BYTES as u32 { 0 } else { stage + TC_STAGE_BYTES as u32 }
+    };
     let (mut refill, mut current) = (0u32, 0u32);
     for j in 0..n + TC_STAGES - 1 {
         let product = j >= TC_STAGES - 1;
@@ -180,53 +182,94 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
     }
 
     if splits > 1 {
-        // Publish this split's partial tile (element j of this thread at j·128 + tid: coalesced).
-        let tiles = (grid_dim_x() * grid_dim_y()) as usize;
         let tile = block_y() as usize * grid_dim_x() as usize + block_x() as usize;
-        let mine = unsafe { work.add((z * tiles + tile) * TC_TILE_ELEMS) };
-        for j in 0..32 {
-            unsafe { *mine.add(j * 128 + tid) = acc[j / 16][j / 4 % 4][j % 4] };
-        }
-        if !unsafe { last_block_to_arrive(counters.add(tile), splits as u32, smem as *mut u32) } {
+        let mut flat: [f32; 32] = core::array::from_fn(|j| acc[j / 16][j / 4 % 4][j % 4]);
+        if !unsafe { split_k_sum(&mut flat, work, counters, tile, z, splits, smem as *mut u32) } {
             return;
         }
-        // The sum restarts from zero and goes z = 0, 1, … whichever block is last.
-        acc = [[[0.0f32; 4]; 4]; 2];
-        for zz in 0..splits {
-            let part = unsafe { work.add((zz * tiles + tile) * TC_TILE_ELEMS) };
-            for j in 0..32 {
-                acc[j / 16][j / 4 % 4][j % 4] += unsafe { load_relaxed_f32(part.add(j * 128 + tid)) };
-            }
-        }
+        acc = core::array::from_fn(|m| core::array::from_fn(|n| core::array::from_fn(|q| flat[m * 16 + n * 4 + q])));
     }
 
     // This thread holds, for each 16 × 8 tile, rows `g` and `g + 8` of it at columns `2t` and
-    // `2t + 1` (accumulators `q = 2·half + k`): with the SwiGLU epilogue a gate output and its up
-    // output side by side.
+    // `2t + 1` (accumulators `q = 2·half + k`).
     for m in 0..2 {
         for n in 0..4 {
             for half in 0..2 {
                 let tt = t0 + wm + m * 16 + g + 8 * half;
                 let rr = r0 + wn + n * 8 + 2 * t;
-                let mut v = [0.0f32; 2];
-                for k in 0..2 {
-                    v[k] = acc[m][n][2 * half + k];
-                    if !bias.is_null() && rr + k < rows {
-                        v[k] += unsafe { *bias.add(rr + k) };
-                    }
-                }
-                if tt < tokens && epilogue == EPILOGUE_SWIGLU && rr + 1 < rows {
-                    let (gate, up) = (v[0], v[1]);
-                    unsafe { *out.add(tt * (rows / 2) + rr / 2) = gate / (1.0 + exp(-gate)) * up };
-                }
-                for k in 0..2 {
-                    if tt < tokens && epilogue != EPILOGUE_SWIGLU && rr + k < rows {
-                        unsafe {
-                            let o = out.add(tt * rows + rr + k);
-                            *o = if epilogue == EPILOGUE_ACCUMULATE { *o + v[k] } else { v[k] };
-                        }
-                    }
-                }
+                let v = [acc[m][n][2 * half], acc[m][n][2 * half + 1]];
+                unsafe { store_pair(out, bias, rows, tokens, epilogue, tt, rr, v) };
+            }
+        }
+    }
+}
+
+/// Split-K (see [`matmul_tc`]): publishes this block's `N` partial sums a thread (element `j` of
+/// thread `tid` at `j · blockDim.x + tid` of the block's slot, `N · blockDim.x` floats, slot
+/// `z · tiles + tile`, `tiles = gridDim.x · gridDim.y`) and counts the block in `counters[tile]`.
+/// Returns false in every block but the tile's last; in that one `acc` becomes the sum of the
+/// `splits` partials, added in the order `z = 0, 1, …` from zero, whichever block was last.
+/// `flag` is one `u32` of shared memory no thread still reads. Every thread must call it.
+#[inline(always)]
+pub(crate) unsafe fn split_k_sum<const N: usize>(
+    acc: &mut [f32; N],
+    work: *mut f32,
+    counters: *mut u32,
+    tile: usize,
+    z: usize,
+    splits: usize,
+    flag: *mut u32,
+) -> bool {
+    let (threads, tid) = (block_dim_x() as usize, thread_x() as usize);
+    let tiles = (grid_dim_x() * grid_dim_y()) as usize;
+    let slot = |zz: usize| unsafe { work.add((zz * tiles + tile) * N * threads) };
+    let mine = slot(z);
+    for (j, &a) in acc.iter().enumerate() {
+        unsafe { *mine.add(j * threads + tid) = a };
+    }
+    if !unsafe { last_block_to_arrive(counters.add(tile), splits as u32, flag) } {
+        return false;
+    }
+    *acc = [0.0; N];
+    for zz in 0..splits {
+        let part = slot(zz);
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a += unsafe { load_relaxed_f32(part.add(j * threads + tid)) };
+        }
+    }
+    true
+}
+
+/// The bias and the epilogue (module doc) for a thread's two outputs `(tt, rr)` and
+/// `(tt, rr + 1)`, `rr` even, with the products `v`: with `EPILOGUE_SWIGLU` they are a gate output
+/// and its up output, stored as one value at `(tt, rr / 2)`. Outputs past `tokens` or `rows` are
+/// not stored.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn store_pair(
+    out: *mut f32,
+    bias: *const f32,
+    rows: usize,
+    tokens: usize,
+    epilogue: u32,
+    tt: usize,
+    rr: usize,
+    mut v: [f32; 2],
+) {
+    for k in 0..2 {
+        if !bias.is_null() && rr + k < rows {
+            v[k] += unsafe { *bias.add(rr + k) };
+        }
+    }
+    if tt < tokens && epilogue == EPILOGUE_SWIGLU && rr + 1 < rows {
+        let (gate, up) = (v[0], v[1]);
+        unsafe { *out.add(tt * (rows / 2) + rr / 2) = gate / (1.0 + exp(-gate)) * up };
+    }
+    for k in 0..2 {
+        if tt < tokens && epilogue != EPILOGUE_SWIGLU && rr + k < rows {
+            unsafe {
+                let o = out.add(tt * rows + rr + k);
+                *o = if epilogue == EPILOGUE_ACCUMULATE { *o + v[k] } else { v[k] };
             }
         }
     }

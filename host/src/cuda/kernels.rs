@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use cust::sys as cu;
 use shapes::{
     DECODE_ATTENTION_WARPS, DECODE_WARPS, LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_K, TC_SHARED_BYTES,
-    TC_TILE, TC_TILE_ELEMS,
+    TC_TILE, TC_TILE_ELEMS, WG_K, WG_ROWS, WG_SHARED_BYTES, WG_THREADS, WG_TOKENS,
 };
 
 pub type Ptr<T> = DevicePointer<T>;
@@ -51,11 +51,14 @@ impl Epilogue {
 /// Threads a block of the warp-per-rows decode kernels.
 const DECODE_BLOCK: u32 = 32 * DECODE_WARPS as u32;
 
-/// Partial tiles the split-K products may leave at once (8 MiB of f32).
-pub const MATMUL_PARTIAL_TILES: usize = 512;
+/// Partial 64 × 64 tiles the split-K products may leave at once (16 MiB of f32; a quarter as many
+/// of `matmul_wgmma`'s 128 × 128). 1,024 rather than 512 so that `matmul_wgmma`'s bigger tiles can
+/// still be split on short prompts.
+pub const MATMUL_PARTIAL_TILES: usize = 1024;
 
-/// Scratch of the split-K prompt products (`matmul_tc`): room for [`MATMUL_PARTIAL_TILES`]
-/// partial 64 × 64 tiles and one arrival counter per output tile (zero between launches).
+/// Scratch of the split-K prompt products (`matmul_tc`, `matmul_wgmma`): room for
+/// [`MATMUL_PARTIAL_TILES`] partial 64 × 64 tiles and one arrival counter per output tile (zero
+/// between launches).
 pub struct MatmulScratch {
     work: DeviceBuffer<f32>,
     counters: DeviceBuffer<u32>,
@@ -70,15 +73,43 @@ impl MatmulScratch {
     }
 }
 
-/// Blocks per output tile of `matmul_tc` (its grid's `z`): enough to give the GPU about three
-/// blocks per SM when the tiles alone do not, each block keeping at least 4 K steps, the partials
-/// fitting the scratch, and no split left empty. (The kernel's 127 registers a thread would let
+/// A prompt-product kernel's tiling: output tile `tile_rows × tile_tokens`, K step `k`, threads a
+/// block, and the blocks a split K aims at (per SM).
+struct ProductTiling {
+    tile_rows: usize,
+    tile_tokens: usize,
+    k: usize,
+    threads: u32,
+    blocks_per_sm: usize,
+}
+
+const MMA_TILING: ProductTiling =
+    ProductTiling { tile_rows: TC_TILE, tile_tokens: TC_TILE, k: TC_K, threads: 128, blocks_per_sm: 3 };
+const WGMMA_TILING: ProductTiling =
+    ProductTiling { tile_rows: WG_ROWS, tile_tokens: WG_TOKENS, k: WG_K, threads: WG_THREADS as u32, blocks_per_sm: 2 };
+
+/// Whether `matmul_wgmma` beats `matmul_tc` on a product of `rows × cols` weights and `tokens`
+/// tokens: where it has enough work (`rows · cols · tokens` multiply-adds) and long enough rows to
+/// fill its pipeline. Chosen from whole prompts on an H100 (BENCHMARKS.md, step 18): with every
+/// product on `matmul_wgmma` the 0.5B shape's 128- and 512-token prompts were slower (4.33 and
+/// 6.81 ms against 3.00 and 5.92) and the 7B shape's faster at every length; the 0.5B 512-token
+/// prompt was fastest with its gate/up product (4.5·10⁹, 896 columns) on `matmul_tc`, the 2,048-token
+/// prompt (chunks of 1,024) with its down product (4.5·10⁹, 4,864 columns) on `matmul_wgmma`.
+fn wgmma_pays(rows: usize, cols: usize, tokens: usize) -> bool {
+    let work = rows as f64 * cols as f64 * tokens as f64;
+    work >= 4e9 && (cols >= 1024 || work >= 8e9)
+}
+
+/// Blocks per output tile of a prompt product (its grid's `z`): enough to give the GPU about
+/// `blocks_per_sm` blocks per SM when the tiles alone do not, each block keeping at least 4 K steps, the partials
+/// fitting the scratch, and no split left empty. (`matmul_tc`'s 127 registers a thread would let
 /// four blocks share an SM; aiming at 3, 4 or 6 blocks per SM gave the same prefill times on an
-/// H100, BENCHMARKS.md step 16.)
-fn matmul_splits(rows: usize, cols: usize, tokens: usize, sms: usize) -> usize {
-    let tiles = rows.div_ceil(TC_TILE) * tokens.div_ceil(TC_TILE);
-    let steps = cols.div_ceil(TC_K);
-    let want = (3 * sms / tiles.max(1)).min(steps / 4).min(MATMUL_PARTIAL_TILES / tiles.max(1));
+/// H100, BENCHMARKS.md step 16. Two of `matmul_wgmma`'s fit an SM.)
+fn matmul_splits(tiling: &ProductTiling, rows: usize, cols: usize, tokens: usize, sms: usize) -> usize {
+    let tiles = rows.div_ceil(tiling.tile_rows) * tokens.div_ceil(tiling.tile_tokens);
+    let steps = cols.div_ceil(tiling.k);
+    let capacity = MATMUL_PARTIAL_TILES * TC_TILE_ELEMS / (tiling.tile_rows * tiling.tile_tokens);
+    let want = (tiling.blocks_per_sm * sms / tiles.max(1)).min(steps / 4).min(capacity / tiles.max(1));
     if want <= 1 {
         return 1;
     }
@@ -124,11 +155,11 @@ impl Gpu {
         }
     }
 
-    /// `matmul.rs`: `y[t, r] = x[t]·w[r] + bias[r]` on tensor cores (split-bf16 `mma`), then the
-    /// epilogue (`out = y`, `out += y`, or SwiGLU of row pairs into an `out` of `rows / 2`
-    /// columns). `bias` may be null. Short prompts give few 64 × 64 output tiles; then the K
-    /// range is split over several blocks per tile (partial sums in `scratch`) so that the grid
-    /// fills the GPU.
+    /// `matmul.rs`: `y[t, r] = x[t]·w[r] + bias[r]` on tensor cores (split-bf16 products), then
+    /// the epilogue (`out = y`, `out += y`, or SwiGLU of row pairs into an `out` of `rows / 2`
+    /// columns). `bias` may be null. `matmul_wgmma` where [`Gpu::wgmma`], `cols % 8 == 0`
+    /// and `wgmma_pays`, else `matmul_tc`. Short prompts give few output tiles; then the K range is split over several
+    /// blocks per tile (partial sums in `scratch`) so that the grid fills the GPU.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
@@ -145,18 +176,32 @@ impl Gpu {
         if epilogue == Epilogue::SwiGlu && !rows.is_multiple_of(2) {
             return Err(Error::Cuda(format!("the SwiGLU product needs gate/up row pairs, not {rows} rows")));
         }
-        let f = self.function("matmul_tc")?;
+        let (name, tiling, smem) = if self.wgmma && cols.is_multiple_of(8) && wgmma_pays(rows, cols, tokens) {
+            ("matmul_wgmma", &WGMMA_TILING, WG_SHARED_BYTES)
+        } else {
+            ("matmul_tc", &MMA_TILING, TC_SHARED_BYTES)
+        };
+        let f = self.function(name)?;
+        if smem > 48 * 1024 {
+            // Above 48 KiB a kernel's dynamic shared memory must be allowed explicitly.
+            check(name, unsafe {
+                cu::cuFuncSetAttribute(
+                    f.to_raw(),
+                    cu::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    smem as i32,
+                )
+            })?;
+        }
         let s = &self.stream;
         let (r, c, t) = (u32_of("rows", rows)?, u32_of("cols", cols)?, u32_of("tokens", tokens)?);
-        let tile = TC_TILE as u32;
-        let splits = matmul_splits(rows, cols, tokens, self.sms);
-        let grid = GridSize::xyz(r.div_ceil(tile), t.div_ceil(tile), splits as u32);
-        let smem = TC_SHARED_BYTES as u32;
+        let splits = matmul_splits(tiling, rows, cols, tokens, self.sms);
+        let grid =
+            GridSize::xyz(r.div_ceil(tiling.tile_rows as u32), t.div_ceil(tiling.tile_tokens as u32), splits as u32);
         let (work, counters) = (scratch.work.as_device_ptr(), scratch.counters.as_device_ptr());
         unsafe {
             cuda(
-                "matmul_tc",
-                launch!(f<<<grid, BlockSize::x(128), smem, s>>>(
+                name,
+                launch!(f<<<grid, BlockSize::x(tiling.threads), smem as u32, s>>>(
                     out, x, w, bias, r, c, t, epilogue.code(), work, counters
                 )),
             )

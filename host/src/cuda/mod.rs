@@ -27,9 +27,14 @@ pub(crate) fn check(what: &str, r: cust::sys::CUresult) -> Result<()> {
     if r == cust::sys::CUresult::CUDA_SUCCESS { Ok(()) } else { Err(Error::Cuda(format!("{what}: {r:?}"))) }
 }
 
-/// The newest embedded PTX that a device of compute capability `cc` (× 10) can run.
+/// The newest embedded PTX that a device of compute capability `cc` (× 10) can run: an
+/// architecture-specific one (`sm_90a`) only on exactly its compute capability.
 pub fn ptx_for(cc: u32) -> Option<(&'static str, &'static str)> {
-    KERNELS_PTX.iter().rev().find(|(_, arch, _)| *arch <= cc).map(|(name, _, ptx)| (*name, *ptx))
+    KERNELS_PTX
+        .iter()
+        .rev()
+        .find(|(_, arch, specific, _)| if *specific { *arch == cc } else { *arch <= cc })
+        .map(|(name, _, _, ptx)| (*name, *ptx))
 }
 
 /// One CUDA device with a context, the kernels module and a stream.
@@ -42,6 +47,9 @@ pub struct Gpu {
     pub stream: Stream,
     /// `cuLaunchKernelEx`, for programmatic dependent launch (see `launch.rs`); `None` where unused.
     launch_ex: Option<launch::LaunchKernelEx>,
+    /// Whether prompt products use `matmul_wgmma` (in the loaded PTX, i.e. `sm_90a`, and not turned
+    /// off with `QWEN_RS_NO_WGMMA`); else `matmul_tc`. Tests switch it to compare both.
+    pub wgmma: bool,
     _context: Context,
 }
 
@@ -71,7 +79,8 @@ impl Gpu {
         // context, and nothing here waits on anyone else's work.
         let stream = cuda("cuStreamCreate", Stream::new(StreamFlags::NON_BLOCKING, None))?;
         let launch_ex = launch::find_launch_kernel_ex(cc);
-        Ok(Gpu { name, arch, sms: sms.max(1) as usize, module, stream, launch_ex, _context: context })
+        let wgmma = module.get_function("matmul_wgmma").is_ok() && std::env::var_os("QWEN_RS_NO_WGMMA").is_none();
+        Ok(Gpu { name, arch, sms: sms.max(1) as usize, module, stream, launch_ex, wgmma, _context: context })
     }
 
     /// Makes this device's context current on the calling thread (it is current on the thread that
@@ -129,5 +138,28 @@ impl Gpu {
 
     pub fn synchronize(&self) -> Result<()> {
         cuda("kernel execution", self.stream.synchronize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KERNELS_PTX, ptx_for};
+
+    /// With the default architectures: an H100 (9.0) gets the `sm_90a` PTX (Hopper's `wgmma`),
+    /// a newer device the portable `sm_90` one (`sm_90a` PTX does not load there), an Ampere card
+    /// (8.x) `sm_80`, and anything older none.
+    #[test]
+    fn ptx_choice_by_compute_capability() {
+        let embedded: Vec<&str> = KERNELS_PTX.iter().map(|k| k.0).collect();
+        if embedded != ["sm_80", "sm_90", "sm_90a"] {
+            return; // a build with QWEN_RS_CUDA_ARCHS set embeds other architectures
+        }
+        let name = |cc| ptx_for(cc).map(|(n, _)| n);
+        assert_eq!(name(90), Some("sm_90a"));
+        assert_eq!(name(100), Some("sm_90"));
+        assert_eq!(name(120), Some("sm_90"));
+        assert_eq!(name(89), Some("sm_80"));
+        assert_eq!(name(80), Some("sm_80"));
+        assert_eq!(name(75), None);
     }
 }

@@ -1,0 +1,183 @@
+//! The prompt-chunk product of `matmul.rs` on Hopper's warpgroup tensor cores (`wgmma`, sm_90a
+//! only: this module is compiled into the `sm_90a` PTX alone, and the host uses it where that
+//! PTX is loaded and `cols % 8 == 0`; elsewhere `matmul_tc`).
+//!
+//! Math, epilogues, layout and split-K are `matmul_tc`'s (see `matmul.rs`):
+//! `y[t, r] = bias[r] + Σ_c x[t, c] · w[r, c]`, then store, accumulate or SwiGLU of row pairs, and
+//! the same precision: each f32 activation split into two bf16 halves, both multiplied.
+//!
+//! Why a second kernel: ncu on an H100 (BENCHMARKS.md, step 18) shows `matmul_tc` bound by L2
+//! requests (its 64 × 64 tiles read every activation once per 64 weight rows, every weight once
+//! per 64 tokens, and each `cp.async.cg` of 16 bytes costs about a request) and by issue slots
+//! (32 `mma.sync` a K step, each activation split by two warps). Here a block's 128 × 128 tile
+//! halves the L2 bytes of each product, `cp.async.ca` lets L1 merge a warp's copies into whole-line
+//! requests, and a K step of 32 is four `wgmma` instructions a warpgroup, each multiplying a 64 × 16
+//! slice of split activations (split once, in registers) by 128 weight rows read by the tensor
+//! cores straight from shared memory. It pays on large products only (the host's `wgmma_pays`):
+//! on short ones its bigger tiles leave the GPU emptier.
+
+use crate::device::*;
+use crate::launch_shapes::{WG_K, WG_PLANE_BYTES, WG_ROWS, WG_SHARED_BYTES, WG_STAGE_BYTES, WG_STAGES, WG_TOKENS};
+use crate::launch_shapes::{WG_THREADS, WG_X_BYTES, WG_X_STRIDE};
+use crate::matmul::{split_k_sum, store_pair};
+
+/// 16-byte pieces of one stage's activation and weight tiles that each thread copies.
+const X_PIECES: usize = WG_TOKENS * WG_K / 4 / WG_THREADS;
+const W_PIECES: usize = WG_ROWS * WG_K / 8 / WG_THREADS;
+
+/// `matmul_tc`'s product (module doc) on `wgmma`: `y[t, r] = bias[r] + Σ_c x[t, c] · w[r, c]`,
+/// then the epilogue `epilogue`. Needs `cols % 8 == 0` and 16-byte aligned `x` and `w`.
+///
+/// Tiling: a block (two warpgroups, 8 warps) computes 128 tokens × 128 rows, warp `w` tokens
+/// `16w .. 16w + 16` of it for all 128 rows (so the two warpgroups share each weight tile); each
+/// thread holds 64 accumulators. The K dimension goes 32 columns a step through [`WG_STAGES`]
+/// shared-memory stages that `cp.async` fills ahead of the products (`launch_shapes.rs` has the
+/// stage layout): the activations as f32, read into registers and split into their bf16 halves
+/// there (the A operand of `wgmma` may come from registers); the weights in `wgmma`'s core-matrix
+/// layout, read by the tensor cores from shared memory through a descriptor. Ragged edges load
+/// zeros and store nothing.
+///
+/// Split-K, `work` and `counters`: as `matmul_tc`, with tiles of 128 × 128 (16,384 floats a slot).
+///
+/// Launch: grid `(ceil(rows / 128), ceil(tokens / 128), S)`, block `(256, 1, 1)`, dynamic shared
+/// memory [`WG_SHARED_BYTES`] (above 48 KiB: the host raises the kernel's limit). sm_90a.
+/// CPU twin: `host::cpu::ops::matmul` (then `ops::swiglu` for the SwiGLU epilogue).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "ptx-kernel" fn matmul_wgmma(
+    out: *mut f32,
+    x: *const f32,
+    w: *const u16,
+    bias: *const f32,
+    rows: u32,
+    cols: u32,
+    tokens: u32,
+    epilogue: u32,
+    work: *mut f32,
+    counters: *mut u32,
+) {
+    let (rows, cols, tokens) = (rows as usize, cols as usize, tokens as usize);
+    let (r0, t0) = (block_x() as usize * WG_ROWS, block_y() as usize * WG_TOKENS);
+    let (z, splits) = (block_z() as usize, grid_dim_z() as usize);
+    let steps = cols.div_ceil(WG_K);
+    let per = steps.div_ceil(splits);
+    let first = z * per;
+    let n = steps.min(first + per).saturating_sub(first); // K steps of this block
+    let tid = thread_x() as usize;
+    let (g, t, warp) = (lane() as usize / 4, lane() as usize % 4, warp_id() as usize);
+    let base = dynamic_shared_addr();
+    let x_at = |row: usize, col: usize| (row * WG_X_STRIDE + col) * 4;
+    // Weight row `r`, columns `8p .. 8p + 8` of a step: plane `p`, 16 bytes a row.
+    let w_at = |row: usize, plane: usize| WG_X_BYTES + plane * WG_PLANE_BYTES + row * 16;
+
+    // Filling a stage with K step `step`: 128 × 32 activations (1,024 pieces of 16 bytes, 4 per
+    // thread: row `32i + tid/8`, columns `(tid mod 8)·4 ..+ 4`) and 128 × 32 weights (512 pieces,
+    // 2 per thread: plane `lane / 8` of row `64i + 8·warp + lane mod 8`: a warp copies 64
+    // contiguous bytes of each of 8 rows, and each quarter warp writes 8 rows of one plane, 128
+    // contiguous bytes, without bank conflicts). Source rows and destinations worked out once.
+    let (xr, xc) = (tid / 8, tid % 8 * 4);
+    let (wr, wp) = (8 * warp + lane() as usize % 8, lane() as usize / 8);
+    let x_rows: [(bool, *const f32, u32); X_PIECES] = core::array::from_fn(|i| {
+        let row = xr + WG_THREADS / 8 * i;
+        let tr = t0 + row;
+        (tr < tokens, x.wrapping_add(tr * cols + xc), x_at(row, xc) as u32)
+    });
+    let w_rows: [(bool, *const u16, u32); W_PIECES] = core::array::from_fn(|i| {
+        let row = wr + WG_THREADS / 4 * i;
+        let r = r0 + row;
+        (r < rows, w.wrapping_add(r * cols + wp * 8), w_at(row, wp) as u32)
+    });
+    // Interior tiles (every row and token present, the whole step inside `cols`) copy without
+    // checks; edges zero-fill what lies outside.
+    let interior = t0 + WG_TOKENS <= tokens && r0 + WG_ROWS <= rows;
+    let fill = |step: usize, stage: u32| {
+        let k0 = step * WG_K;
+        if interior && k0 + WG_K <= cols {
+            for i in 0..X_PIECES {
+                let (_, src, dst) = x_rows[i];
+                unsafe { cp_async_16_ca(base + stage + dst, src.wrapping_add(k0) as *const u8) };
+            }
+            for i in 0..W_PIECES {
+                let (_, src, dst) = w_rows[i];
+                unsafe { cp_async_16_ca(base + stage + dst, src.wrapping_add(k0) as *const u8) };
+            }
+            return;
+        }
+        for i in 0..X_PIECES {
+            let (ok, src, dst) = x_rows[i];
+            let ok = ok && k0 + xc < cols;
+            let src = if ok { src.wrapping_add(k0) } else { x };
+            unsafe { cp_async_16(base + stage + dst, src as *const u8, if ok { 16 } else { 0 }) };
+        }
+        for i in 0..W_PIECES {
+            let (ok, src, dst) = w_rows[i];
+            let ok = ok && k0 + wp * 8 < cols;
+            let src = if ok { src.wrapping_add(k0) } else { w };
+            unsafe { cp_async_16(base + stage + dst, src as *const u8, if ok { 16 } else { 0 }) };
+        }
+    };
+
+    // The products over the stage at byte `stage`: this warp's A fragments (tokens `16·warp + g`
+    // and `+ 8`, columns `2t`, `2t + 8` of each K half) split into bf16 halves, and the weight
+    // planes `2h`, `2h + 1` of K half `h` as B: core matrices 16 bytes × 8 rows, the next along K a
+    // plane on, the next 8 rows 128 bytes on.
+    let xf = base + x_at(16 * warp + g, 2 * t) as u32;
+    let mut acc = [0.0f32; 64];
+    let mut multiply = |stage: u32| {
+        let mut a = [[[0u32; 4]; 2]; 2];
+        for (h, ah) in a.iter_mut().enumerate() {
+            for q in 0..4 {
+                let (dr, dc) = ((q & 1) * 8, (q >> 1) * 8);
+                let v = unsafe { load_shared_v2_f32(xf + stage + x_at(dr, h * 16 + dc) as u32) };
+                (ah[1][q], ah[0][q]) = split_bf16x2(v[0], v[1]);
+            }
+        }
+        let b =
+            core::array::from_fn(|h| wgmma_desc(base + stage + w_at(0, 2 * h) as u32, WG_PLANE_BYTES as u32, 8 * 16));
+        unsafe { wgmma_m64n128k32(&mut acc, a, b) };
+    };
+
+    // The pipeline, as `matmul_tc`'s: WG_STAGES − 1 steps in flight before the first product;
+    // pass `j` waits for step `j − (WG_STAGES − 1)`, makes it visible to the tensor cores' reads
+    // (proxy fence, barrier), refills the stage the previous pass multiplied (its products are
+    // complete: `wgmma_m64n128k32` waits for them), then multiplies.
+    let next = |stage: u32| {
+        if stage + WG_STAGE_BYTES as u32 == WG_SHARED_BYTES as u32 { 0 } else { stage + WG_STAGE_BYTES as u32 }
+    };
+    let (mut refill, mut current) = (0u32, 0u32);
+    for j in 0..n + WG_STAGES - 1 {
+        let product = j >= WG_STAGES - 1;
+        if product {
+            cp_async_wait::<{ WG_STAGES as u32 - 2 }>();
+            fence_proxy_async_shared();
+            sync_threads();
+        }
+        if j < n {
+            fill(first + j, refill);
+        }
+        cp_async_commit();
+        refill = next(refill);
+        if product {
+            multiply(current);
+            current = next(current);
+        }
+    }
+
+    if splits > 1 {
+        let tile = block_y() as usize * grid_dim_x() as usize + block_x() as usize;
+        let flag = dynamic_shared::<u32>();
+        if !unsafe { split_k_sum(&mut acc, work, counters, tile, z, splits, flag) } {
+            return;
+        }
+    }
+
+    // Accumulators `4j .. 4j + 4`: tokens `g`, `g + 8` of this warp's 16 at rows `8j + 2t`, `+ 1`.
+    for j in 0..WG_ROWS / 8 {
+        for half in 0..2 {
+            let tt = t0 + 16 * warp + g + 8 * half;
+            let rr = r0 + 8 * j + 2 * t;
+            let v = [acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]];
+            unsafe { store_pair(out, bias, rows, tokens, epilogue, tt, rr, v) };
+        }
+    }
+}
