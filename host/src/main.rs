@@ -114,12 +114,6 @@ impl Drop for CudaStartup {
     }
 }
 
-/// Frees the host copy of the weights (gigabytes, once they are on the device) on a thread of
-/// its own, so that returning the pages to the system does not delay the first token.
-fn free_in_background(weights: qwen_rs::weights::Weights) {
-    std::thread::spawn(move || drop(weights));
-}
-
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -195,6 +189,11 @@ fn run(args: RunArgs) -> Result<()> {
     // converting the weights on the rest, then building the engine (the upload) from them.
     let gpu = CudaStartup((args.device != DeviceChoice::Cpu).then(|| std::thread::spawn(cuda::Gpu::open)));
     let (mut read_s, mut wait_s, mut engine_s) = (0.0, 0.0, 0.0);
+    // The host copy of the weights once they are on the device: kept until the answer is done.
+    // Freeing gigabytes takes 0.1-0.2 s; done before the first token it slowed the load by as
+    // much, and done on a thread beside the decode loop it stalled decoding by 20-40 ms (H100,
+    // BENCHMARKS.md step 19).
+    let mut host_copy = None;
     let (config, mut engine, mut tokenizer) =
         qwen_rs::load_with(&model_path, |cfg, weights| -> anyhow::Result<Box<dyn Engine>> {
             read_s = t_load.elapsed().as_secs_f64();
@@ -216,7 +215,7 @@ fn run(args: RunArgs) -> Result<()> {
             let engine: Box<dyn Engine> = match gpu {
                 Some(gpu) => {
                     let engine = CudaEngine::new(gpu, cfg, &weights, ctx)?;
-                    free_in_background(weights);
+                    host_copy = Some(weights);
                     Box::new(engine)
                 }
                 None => Box::new(CpuEngine::new(cfg, weights, ctx)),
@@ -293,6 +292,7 @@ fn run(args: RunArgs) -> Result<()> {
         stats.generated_tokens,
         stats.decode_tok_s()
     );
+    drop(host_copy);
     if stats.interrupted {
         std::process::exit(130);
     }
