@@ -137,6 +137,13 @@ fn full_size(shape: &str) {
         println!("{shape}: CPU engine vs reference {cpu_ref:.2e}; GPU vs CPU engine {cpu_gpu:.2e}");
     }
     assert!(worst.0 <= 2e-2, "{shape}: rel L2 {:.2e} at position {}", worst.0, worst.1);
+    // The whole prompt in one call: the prompt products (for the 7B shape's largest ones
+    // `matmul_wgmma` on an H100) instead of the decode kernels.
+    let n = ids.len();
+    let last = gpu.forward(&ids, 0).unwrap();
+    let err = rel_l2(&last, &all[(n - 1) * vocab..n * vocab]);
+    println!("{shape}: the {n}-token prompt in one call, last logits vs the reference: rel L2 {err:.2e}");
+    assert!(err <= 2e-2, "{shape}: prompt in one call, rel L2 {err:.2e}");
 }
 
 #[test]
