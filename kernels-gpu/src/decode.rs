@@ -3,11 +3,14 @@
 //! batch 1 every kernel boundary costs a drain and a refill of the GPU, so one decoder layer is
 //! four of these launches and the attention, instead of twelve kernels.
 //!
-//! Every kernel here starts the same way: `launch_dependents` (the next kernel may be scheduled),
-//! an L2 prefetch of the weight rows it will read and a load of their first batch, then
-//! `wait_for_previous_grid` before touching any activation. Launched with programmatic dependent
-//! launch (`host/src/cuda/launch.rs`), a kernel's weights thus stream in while the kernel before
-//! it finishes; launched normally, the two calls cost nothing.
+//! Every kernel here starts the same way: `launch_dependents` (the next kernel may be scheduled)
+//! and a load of the first batch of the weight rows it will read, then `wait_for_previous_grid`
+//! before touching any activation. Launched with programmatic dependent launch
+//! (`host/src/cuda/launch.rs`), a kernel's first weights are thus in flight while the kernel
+//! before it finishes; launched normally, the two calls cost nothing. Weights are read with
+//! [`load_stream_v4`] (not kept in L1, which then holds the activations every warp re-reads); an
+//! L2 prefetch of each team's whole rows, done here before session 5, only added L2 requests
+//! (H100: 7B 167 → 177 tok/s without it, BENCHMARKS.md step 20).
 //!
 //! Shared math. With `x` the residual stream (`[cols]` f32), `g` an RMSNorm weight (`[cols]`
 //! bf16) and `W` a bf16 weight `[rows, cols]`:
@@ -93,7 +96,7 @@ unsafe fn load_batch<const R: usize, const B: usize>(team: Team, rows: &[*const 
         let c = team.col::<B>(j, b);
         if c < cols {
             for r in 0..R {
-                w[r][b] = unsafe { load_nc_v4(rows[r].add(c) as *const u32) };
+                w[r][b] = unsafe { load_stream_v4(rows[r].add(c) as *const u32) };
             }
         }
     }
@@ -155,18 +158,12 @@ fn warp_finish<const R: usize, const NORM: bool>((acc, ss): ([f32; R], f32), col
     out
 }
 
-/// The start of every kernel here: let the next kernel be scheduled, prefetch the team's weight
-/// rows (`cols` bf16 each) into L2 where they span more than one batch, and load the first
-/// batch, returned. The caller then loads any other constant it needs (biases, RoPE tables) and
+/// The start of every kernel here: let the next kernel be scheduled and load the first batch of
+/// the team's weight rows, returned. The caller then loads any other constant it needs (biases, RoPE tables) and
 /// calls `wait_for_previous_grid` before it touches an activation.
 #[inline(always)]
 unsafe fn prologue<const R: usize, const B: usize>(team: Team, rows: [*const u16; R], cols: usize) -> Batch<R, B> {
     launch_dependents();
-    if cols > 8 * team.size * B && team.me < 32 {
-        for r in rows {
-            unsafe { prefetch_l2_warp(r, cols * 2) };
-        }
-    }
     unsafe { load_batch::<R, B>(team, &rows, 0, cols) }
 }
 

@@ -268,6 +268,27 @@ pub fn exp2(y: f32) -> f32 {
     r
 }
 
+/// 16-byte read-only load of data read once (`ld.global.nc.L1::no_allocate.v4.u32`): eight bf16
+/// weights of a decode product, which stream through and are not kept in L1. `p` must be 16-byte
+/// aligned. The sm_80 PTX (ISA 7.0, which lacks the qualifier) uses [`load_nc_v4`].
+#[inline(always)]
+pub unsafe fn load_stream_v4(p: *const u32) -> [u32; 4] {
+    #[cfg(target_feature = "sm_90")]
+    {
+        let (a, b, c, d): (u32, u32, u32, u32);
+        unsafe {
+            asm!("ld.global.nc.L1::no_allocate.v4.u32 {{{a}, {b}, {c}, {d}}}, [{p}];",
+                 a = out(reg32) a, b = out(reg32) b, c = out(reg32) c, d = out(reg32) d, p = in(reg64) p,
+                 options(pure, readonly, nostack, preserves_flags));
+        }
+        [a, b, c, d]
+    }
+    #[cfg(not(target_feature = "sm_90"))]
+    unsafe {
+        load_nc_v4(p)
+    }
+}
+
 /// 16-byte read-only load (`ld.global.nc.v4.u32`): eight bf16 weights at once. `p` must be
 /// 16-byte aligned.
 #[inline(always)]
@@ -395,20 +416,6 @@ pub fn wait_for_previous_grid() {
     #[cfg(target_feature = "sm_90")]
     unsafe {
         asm!("griddepcontrol.wait;", options(nostack, preserves_flags))
-    }
-}
-
-/// Prefetches the `bytes` bytes at `p` into L2 (`prefetch.global.L2`), the lanes of the warp
-/// taking every 32nd 128-byte line. Moves no data into registers; for weights only.
-#[inline(always)]
-pub unsafe fn prefetch_l2_warp(p: *const u16, bytes: usize) {
-    let mut off = lane() as usize * 128;
-    while off < bytes {
-        unsafe {
-            asm!("prefetch.global.L2 [{p}];", p = in(reg64) (p as *const u8).add(off),
-                 options(nostack, preserves_flags));
-        }
-        off += 32 * 128;
     }
 }
 

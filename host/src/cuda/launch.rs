@@ -6,8 +6,7 @@
 //! previous kernel has executed `griddepcontrol.launch_dependents`; it must then execute
 //! `griddepcontrol.wait` before it touches anything the previous kernel writes. The decode kernels
 //! do both (`kernels-gpu/src/device.rs`: `launch_dependents`, `wait_for_previous_grid`) and, in
-//! between, prefetch their own weights into L2, so a layer's weights stream in while the
-//! previous kernel finishes.
+//! between, load their first weights, so those are in flight while the previous kernel finishes.
 //!
 //! `cuLaunchKernelEx` (CUDA 12) is not among `cust` 0.3's bindings: it is looked up at run time
 //! with `cuGetProcAddress`, and where the driver lacks it, or the device is older than sm_90, or
