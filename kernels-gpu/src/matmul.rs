@@ -19,7 +19,7 @@
 
 use crate::device::*;
 use crate::launch_shapes::{EPILOGUE_ACCUMULATE, EPILOGUE_SWIGLU};
-use crate::launch_shapes::{TC_K, TC_SHARED_BYTES, TC_STAGE_BYTES, TC_STAGES, TC_TILE, TC_W_STRIDE, TC_X_STRIDE};
+use crate::launch_shapes::{TC_K, TC_STAGE_BYTES, TC_STAGES, TC_TILE, TC_W_STRIDE, TC_X_STRIDE};
 
 /// The prompt-chunk product on tensor cores (the module doc has the math, the epilogues and the
 /// layout): `y[t, r] = bias[r] + Σ_c x[t, c] · w[r, c]`, then the epilogue `epilogue`.
@@ -64,11 +64,7 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
 ) {
     let (rows, cols, tokens) = (rows as usize, cols as usize, tokens as usize);
     let (r0, t0) = (block_x() as usize * TC_TILE, block_y() as usize * TC_TILE);
-    let (z, splits) = (block_z() as usize, grid_dim_z() as usize);
-    let steps = cols.div_ceil(TC_K);
-    let per = steps.div_ceil(splits);
-    let first = z * per;
-    let n = steps.min(first + per).saturating_sub(first); // K steps of this block
+    let (first, n) = split_k_steps(cols, TC_K);
     let tid = thread_x() as usize;
     let (lane, warp) = (lane() as usize, warp_id() as usize);
     let (g, t) = (lane / 4, lane % 4);
@@ -155,36 +151,18 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
         }
     };
 
-    // The pipeline: TC_STAGES − 1 steps in flight before the first product. Pass `j` fills step
-    // `j` (empty commits past the last keep the group count regular); from pass TC_STAGES − 1 on
-    // it first waits for step `j − (TC_STAGES − 1)` and the barrier (every thread is then past the
-    // stage it refills), and multiplies that step after the refill. Stages go round by byte
-    // offset, without a division.
-    let next = |stage: u32| {
-        if stage + TC_STAGE_BYTES as u32 == TC_SHARED_BYTES as u32 { 0 } else { stage + TC_STAGE_BYTES as u32 }
-    };
-    let (mut refill, mut current) = (0u32, 0u32);
-    for j in 0..n + TC_STAGES - 1 {
-        let product = j >= TC_STAGES - 1;
-        if product {
-            cp_async_wait::<{ TC_STAGES as u32 - 2 }>();
-            sync_threads();
-        }
-        if j < n {
-            fill(first + j, refill);
-        }
-        cp_async_commit();
-        refill = next(refill);
-        if product {
-            multiply(current);
-            current = next(current);
-        }
-    }
+    // The pipeline (`k_pipeline`): TC_STAGES − 1 steps in flight before the first product.
+    k_pipeline::<TC_STAGES, { TC_STAGES as u32 - 2 }>(
+        n,
+        TC_STAGE_BYTES as u32,
+        || {},
+        |j, stage| fill(first + j, stage),
+        multiply,
+    );
 
-    if splits > 1 {
-        let tile = block_y() as usize * grid_dim_x() as usize + block_x() as usize;
+    if grid_dim_z() > 1 {
         let mut flat: [f32; 32] = core::array::from_fn(|j| acc[j / 16][j / 4 % 4][j % 4]);
-        if !unsafe { split_k_sum(&mut flat, work, counters, tile, z, splits, smem as *mut u32) } {
+        if !unsafe { split_k_sum(&mut flat, work, counters, smem as *mut u32) } {
             return;
         }
         acc = core::array::from_fn(|m| core::array::from_fn(|n| core::array::from_fn(|q| flat[m * 16 + n * 4 + q])));
@@ -204,24 +182,73 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
     }
 }
 
+/// The K steps of this block when the K range (`cols` columns, `k` a step) is split over the
+/// grid's `z` dimension (see [`matmul_tc`]): block `z` of `S = gridDim.z` covers steps
+/// `[z·per, (z+1)·per)`, `per = ceil(ceil(cols/k) / S)`; returns (its first step, its count).
+#[inline(always)]
+pub(crate) fn split_k_steps(cols: usize, k: usize) -> (usize, usize) {
+    let steps = cols.div_ceil(k);
+    let per = steps.div_ceil(grid_dim_z() as usize);
+    let first = block_z() as usize * per;
+    (first, steps.min(first + per).saturating_sub(first))
+}
+
+/// The K loop of both prompt-product kernels over `n` steps and `STAGES` shared-memory stages of
+/// `stage_bytes` each, filled by `cp.async` with `STAGES − 1` steps in flight before the first
+/// product. Pass `j` fills step `j` (`fill(j, stage)`; empty commits past the last keep the group
+/// count regular); from pass `STAGES − 1` on it first waits for step `j − (STAGES − 1)` (`WAIT` =
+/// `STAGES − 2` groups may stay in flight), calls `visible` (what the products need before the
+/// barrier), and the barrier (every thread is then past the stage it refills), and multiplies
+/// that step after the refill (`multiply(stage)`, which must be done with the stage when it
+/// returns). Stages go round by byte offset, without a division.
+#[inline(always)]
+pub(crate) fn k_pipeline<const STAGES: usize, const WAIT: u32>(
+    n: usize,
+    stage_bytes: u32,
+    visible: impl Fn(),
+    mut fill: impl FnMut(usize, u32),
+    mut multiply: impl FnMut(u32),
+) {
+    let end = STAGES as u32 * stage_bytes;
+    let next = |stage: u32| if stage + stage_bytes == end { 0 } else { stage + stage_bytes };
+    let (mut refill, mut current) = (0u32, 0u32);
+    for j in 0..n + STAGES - 1 {
+        let product = j >= STAGES - 1;
+        if product {
+            cp_async_wait::<WAIT>();
+            visible();
+            sync_threads();
+        }
+        if j < n {
+            fill(j, refill);
+        }
+        cp_async_commit();
+        refill = next(refill);
+        if product {
+            multiply(current);
+            current = next(current);
+        }
+    }
+}
+
 /// Split-K (see [`matmul_tc`]): publishes this block's `N` partial sums a thread (element `j` of
 /// thread `tid` at `j · blockDim.x + tid` of the block's slot, `N · blockDim.x` floats, slot
-/// `z · tiles + tile`, `tiles = gridDim.x · gridDim.y`) and counts the block in `counters[tile]`.
+/// `z · tiles + tile` with `z = blockIdx.z`, `tile = blockIdx.y · gridDim.x + blockIdx.x`,
+/// `tiles = gridDim.x · gridDim.y`) and counts the block in `counters[tile]`.
 /// Returns false in every block but the tile's last; in that one `acc` becomes the sum of the
-/// `splits` partials, added in the order `z = 0, 1, …` from zero, whichever block was last.
+/// `gridDim.z` partials, added in the order `z = 0, 1, …` from zero, whichever block was last.
 /// `flag` is one `u32` of shared memory no thread still reads. Every thread must call it.
 #[inline(always)]
 pub(crate) unsafe fn split_k_sum<const N: usize>(
     acc: &mut [f32; N],
     work: *mut f32,
     counters: *mut u32,
-    tile: usize,
-    z: usize,
-    splits: usize,
     flag: *mut u32,
 ) -> bool {
     let (threads, tid) = (block_dim_x() as usize, thread_x() as usize);
     let tiles = (grid_dim_x() * grid_dim_y()) as usize;
+    let tile = block_y() as usize * grid_dim_x() as usize + block_x() as usize;
+    let (z, splits) = (block_z() as usize, grid_dim_z() as usize);
     let slot = |zz: usize| unsafe { work.add((zz * tiles + tile) * N * threads) };
     let mine = slot(z);
     for (j, &a) in acc.iter().enumerate() {

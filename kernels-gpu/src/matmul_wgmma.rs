@@ -17,9 +17,9 @@
 //! on short ones its bigger tiles leave the GPU emptier.
 
 use crate::device::*;
-use crate::launch_shapes::{WG_K, WG_PLANE_BYTES, WG_ROWS, WG_SHARED_BYTES, WG_STAGE_BYTES, WG_STAGES, WG_TOKENS};
+use crate::launch_shapes::{WG_K, WG_PLANE_BYTES, WG_ROWS, WG_STAGE_BYTES, WG_STAGES, WG_TOKENS};
 use crate::launch_shapes::{WG_THREADS, WG_X_BYTES, WG_X_STRIDE};
-use crate::matmul::{split_k_sum, store_pair};
+use crate::matmul::{k_pipeline, split_k_steps, split_k_sum, store_pair};
 
 /// 16-byte pieces of one stage's activation and weight tiles that each thread copies.
 const X_PIECES: usize = WG_TOKENS * WG_K / 4 / WG_THREADS;
@@ -58,11 +58,7 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
 ) {
     let (rows, cols, tokens) = (rows as usize, cols as usize, tokens as usize);
     let (r0, t0) = (block_x() as usize * WG_ROWS, block_y() as usize * WG_TOKENS);
-    let (z, splits) = (block_z() as usize, grid_dim_z() as usize);
-    let steps = cols.div_ceil(WG_K);
-    let per = steps.div_ceil(splits);
-    let first = z * per;
-    let n = steps.min(first + per).saturating_sub(first); // K steps of this block
+    let (first, n) = split_k_steps(cols, WG_K);
     let tid = thread_x() as usize;
     let (g, t, warp) = (lane() as usize / 4, lane() as usize % 4, warp_id() as usize);
     let base = dynamic_shared_addr();
@@ -137,36 +133,19 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
         unsafe { wgmma_m64n128k32(&mut acc, a, b) };
     };
 
-    // The pipeline, as `matmul_tc`'s: WG_STAGES − 1 steps in flight before the first product;
-    // pass `j` waits for step `j − (WG_STAGES − 1)`, makes it visible to the tensor cores' reads
-    // (proxy fence, barrier), refills the stage the previous pass multiplied (its products are
-    // complete: `wgmma_m64n128k32` waits for them), then multiplies.
-    let next = |stage: u32| {
-        if stage + WG_STAGE_BYTES as u32 == WG_SHARED_BYTES as u32 { 0 } else { stage + WG_STAGE_BYTES as u32 }
-    };
-    let (mut refill, mut current) = (0u32, 0u32);
-    for j in 0..n + WG_STAGES - 1 {
-        let product = j >= WG_STAGES - 1;
-        if product {
-            cp_async_wait::<{ WG_STAGES as u32 - 2 }>();
-            fence_proxy_async_shared();
-            sync_threads();
-        }
-        if j < n {
-            fill(first + j, refill);
-        }
-        cp_async_commit();
-        refill = next(refill);
-        if product {
-            multiply(current);
-            current = next(current);
-        }
-    }
+    // The pipeline, `matmul_tc`'s (`k_pipeline`), with the steps made visible to the tensor
+    // cores' reads by a proxy fence before the barrier; the stage a pass refills was multiplied
+    // by the pass before, whose products are complete (`wgmma_m64n128k32` waits for them).
+    k_pipeline::<WG_STAGES, { WG_STAGES as u32 - 2 }>(
+        n,
+        WG_STAGE_BYTES as u32,
+        fence_proxy_async_shared,
+        |j, stage| fill(first + j, stage),
+        multiply,
+    );
 
-    if splits > 1 {
-        let tile = block_y() as usize * grid_dim_x() as usize + block_x() as usize;
-        let flag = dynamic_shared::<u32>();
-        if !unsafe { split_k_sum(&mut acc, work, counters, tile, z, splits, flag) } {
+    if grid_dim_z() > 1 {
+        if !unsafe { split_k_sum(&mut acc, work, counters, dynamic_shared::<u32>()) } {
             return;
         }
     }

@@ -6,6 +6,7 @@
 use cust::function::{BlockSize, GridSize};
 use cust::launch;
 use cust::memory::{DeviceBuffer, DevicePointer};
+use cust::module::Module;
 
 use super::launch::kernel_args;
 use super::{Gpu, check, cuda};
@@ -116,6 +117,30 @@ fn matmul_splits(tiling: &ProductTiling, rows: usize, cols: usize, tokens: usize
     steps.div_ceil(steps.div_ceil(want))
 }
 
+/// Allows the kernels that use more than the 48 KiB of dynamic shared memory a launch gets by
+/// default (`matmul_wgmma`, where the PTX has it; the head_dim-128 flash attention) what their
+/// launches ask for: once, when the module is loaded, instead of before every launch.
+pub(super) fn allow_large_shared(module: &Module) -> Result<()> {
+    let kernels = [
+        ("matmul_wgmma", WG_SHARED_BYTES),
+        ("attention_prefill_tc_64", shapes::flash_shared_bytes(64)),
+        ("attention_prefill_tc_128", shapes::flash_shared_bytes(128)),
+    ];
+    for (name, bytes) in kernels {
+        let Ok(f) = module.get_function(name) else { continue };
+        if bytes > 48 * 1024 {
+            check(name, unsafe {
+                cu::cuFuncSetAttribute(
+                    f.to_raw(),
+                    cu::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    bytes as i32,
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 impl Gpu {
     fn function(&self, name: &str) -> Result<cust::function::Function<'_>> {
         cuda(name, self.module.get_function(name))
@@ -182,16 +207,6 @@ impl Gpu {
             ("matmul_tc", &MMA_TILING, TC_SHARED_BYTES)
         };
         let f = self.function(name)?;
-        if smem > 48 * 1024 {
-            // Above 48 KiB a kernel's dynamic shared memory must be allowed explicitly.
-            check(name, unsafe {
-                cu::cuFuncSetAttribute(
-                    f.to_raw(),
-                    cu::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    smem as i32,
-                )
-            })?;
-        }
         let s = &self.stream;
         let (r, c, t) = (u32_of("rows", rows)?, u32_of("cols", cols)?, u32_of("tokens", tokens)?);
         let splits = matmul_splits(tiling, rows, cols, tokens, self.sms);
@@ -266,14 +281,6 @@ impl Gpu {
         if let Some(name) = flash {
             let f = self.function(name)?;
             let smem = shapes::flash_shared_bytes(kv.head_dim) as u32;
-            // Above 48 KiB a kernel's dynamic shared memory must be allowed explicitly.
-            check(name, unsafe {
-                cu::cuFuncSetAttribute(
-                    f.to_raw(),
-                    cu::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    smem as i32,
-                )
-            })?;
             let t = u32_of("tokens", tokens)?;
             let grid = GridSize::xy(t.div_ceil(shapes::FLASH_ROWS as u32), h);
             return unsafe {
