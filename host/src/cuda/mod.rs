@@ -75,6 +75,7 @@ impl Gpu {
         let context = cuda("cuCtxCreate", Context::new(device))?;
         let module = cuda("loading the kernels' PTX", Module::from_ptx(ptx, &[]))?;
         kernels::allow_large_shared(&module)?;
+        kernels::prefer_l1(&module)?;
         // A non-blocking stream, and every copy goes through it (never the legacy stream): so the
         // decode step can be captured into a graph while other threads use the same (primary)
         // context, and nothing here waits on anyone else's work.
