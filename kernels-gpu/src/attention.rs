@@ -35,48 +35,73 @@ unsafe fn load_query(qrow: *const f32, d: usize) -> [f32; MAX_PER_LANE] {
 /// the first is used.
 const P: usize = 4;
 
-/// One warp's online-softmax pass over positions `first, first + stride, … < end` of KV head `g`:
-/// returns the running maximum `m` of the scaled scores, `l = Σ e^{score − m}` and this lane's
-/// elements of `Σ e^{score − m} · V[s]` (`m = −∞`, `l = 0` when the warp visits no position).
-/// Positions go `P` at a time: loads, then `P` interleaved warp reductions, then one update of
-/// `m`, `l` and the accumulator.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn warp_pass(
-    qv: &[f32; MAX_PER_LANE],
-    k_cache: *const f32,
-    v_cache: *const f32,
+/// One KV head of one layer in the caches (`kv_layout.rs`), `d` elements a row.
+#[derive(Clone, Copy)]
+struct HeadCache {
+    k: *const f32,
+    v: *const f32,
     layer: usize,
     g: usize,
     kv_heads: usize,
     max_seq: usize,
     d: usize,
+}
+
+/// This lane's elements of the keys and values of one step's `P` positions.
+type Step = ([[f32; MAX_PER_LANE]; P], [[f32; MAX_PER_LANE]; P]);
+
+const EMPTY_STEP: Step = ([[0.0; MAX_PER_LANE]; P], [[0.0; MAX_PER_LANE]; P]);
+
+/// Loads into `step` this lane's elements of K and V at positions `s + i·stride` (`i < P`) that
+/// lie in `from .. end`; the other slots keep what they held. All loads are issued before any is
+/// used.
+#[inline(always)]
+unsafe fn load_step(c: HeadCache, mut step: Step, s: usize, stride: usize, from: usize, end: usize) -> Step {
+    let lane = lane() as usize;
+    for i in 0..P {
+        let si = s + i * stride;
+        if si >= from && si < end {
+            let off = kv_cache_offset(c.layer, c.g, si, c.kv_heads, c.max_seq, c.d);
+            for j in 0..MAX_PER_LANE {
+                if j < c.d / 32 {
+                    unsafe {
+                        step.0[i][j] = *c.k.add(off + lane + 32 * j);
+                        step.1[i][j] = *c.v.add(off + lane + 32 * j);
+                    }
+                }
+            }
+        }
+    }
+    step
+}
+
+/// One warp's online-softmax pass over positions `first, first + stride, … < end` of KV head `g`:
+/// returns the running maximum `m` of the scaled scores, `l = Σ e^{score − m}` and this lane's
+/// elements of `Σ e^{score − m} · V[s]` (`m = −∞`, `l = 0` when the warp visits no position).
+/// Positions go `P` at a time: loads, then `P` interleaved warp reductions, then one update of
+/// `m`, `l` and the accumulator. The first step's positions below `loaded_below` are already in
+/// `first_step` (the decode kernel loads them before it waits for the kernel before it).
+#[inline(always)]
+unsafe fn warp_pass(
+    qv: &[f32; MAX_PER_LANE],
+    c: HeadCache,
     first: usize,
     end: usize,
     stride: usize,
+    first_step: Step,
+    loaded_below: usize,
 ) -> (f32, f32, [f32; MAX_PER_LANE]) {
-    let (lane, per_lane) = (lane() as usize, d / 32);
+    let (per_lane, d) = (c.d / 32, c.d);
     let scale = 1.0 / sqrt(d as f32);
     let mut acc = [0.0f32; MAX_PER_LANE];
     let (mut m, mut l) = (f32::NEG_INFINITY, 0.0f32);
     let mut s = first;
     while s < end {
-        let mut ks = [[0.0f32; MAX_PER_LANE]; P];
-        let mut vs = [[0.0f32; MAX_PER_LANE]; P];
-        for i in 0..P {
-            let si = s + i * stride;
-            if si < end {
-                let off = kv_cache_offset(layer, g, si, kv_heads, max_seq, d);
-                for j in 0..MAX_PER_LANE {
-                    if j < per_lane {
-                        unsafe {
-                            ks[i][j] = *k_cache.add(off + lane + 32 * j);
-                            vs[i][j] = *v_cache.add(off + lane + 32 * j);
-                        }
-                    }
-                }
-            }
-        }
+        let (ks, vs) = if s == first {
+            unsafe { load_step(c, first_step, s, stride, loaded_below, end) }
+        } else {
+            unsafe { load_step(c, EMPTY_STEP, s, stride, 0, end) }
+        };
         let mut dots = [0.0f32; P];
         for i in 0..P {
             for j in 0..MAX_PER_LANE {
@@ -186,8 +211,16 @@ pub unsafe extern "ptx-kernel" fn attention_f32(
     }
     let qv = unsafe { load_query(q.add((t * heads as usize + h) * d), d) };
     let warp = warp_id() as usize;
-    let (m, l, acc) =
-        unsafe { warp_pass(&qv, k_cache, v_cache, layer as usize, g, kv_heads as usize, max_seq as usize, d, warp, p + 1, WARPS) };
+    let c = HeadCache {
+        k: k_cache,
+        v: v_cache,
+        layer: layer as usize,
+        g,
+        kv_heads: kv_heads as usize,
+        max_seq: max_seq as usize,
+        d,
+    };
+    let (m, l, acc) = unsafe { warp_pass(&qv, c, warp, p + 1, WARPS, EMPTY_STEP, 0) };
     let (_, denom, weights) = unsafe { block_merge::<WARPS>(m, l, &acc, d) };
     let orow = unsafe { out.add((t * heads as usize + h) * d) };
     let mut i = thread_x() as usize;
@@ -218,7 +251,9 @@ pub const DECODE_MIN_PER_SPLIT: u32 = (DECODE_WARPS * P) as u32;
 /// the first launch; the rest as `attention_f32` with one token. Launch: grid `(heads, splits, 1)`,
 /// block `(256, 1, 1)`, dynamic shared memory `(8 · (d + 2) + 1) · 4` bytes. Blocks `b ≥ active`
 /// return at once, so one grid (captured in a graph) serves every position. May be launched with
-/// programmatic dependent launch (it waits for the kernel before first).
+/// programmatic dependent launch: each warp loads its first step of positions before `p` (written
+/// by earlier decode steps) before it waits for the kernel before, which writes `q` and position
+/// `p`'s key and value.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn attention_decode_f32(
     out: *mut f32,
@@ -236,10 +271,10 @@ pub unsafe extern "ptx-kernel" fn attention_decode_f32(
     splits: u32,
 ) {
     launch_dependents();
-    wait_for_previous_grid(); // q and this position's K/V come from the kernel before
     let (h, b) = (block_x() as usize, block_y() as usize);
     let d = head_dim as usize;
     let g = h / (heads / kv_heads) as usize;
+    // The position was copied in before the step, not written by a kernel: read before the wait.
     let p = unsafe { *pos0 } as usize;
     if p >= max_seq as usize {
         return; // the host checks this; never read past the cache
@@ -251,12 +286,23 @@ pub unsafe extern "ptx-kernel" fn attention_decode_f32(
     }
     let per = n.div_ceil(active);
     let (start, end) = (b * per, ((b + 1) * per).min(n));
+    let c = HeadCache {
+        k: k_cache,
+        v: v_cache,
+        layer: layer as usize,
+        g,
+        kv_heads: kv_heads as usize,
+        max_seq: max_seq as usize,
+        d,
+    };
+    // Positions before p were written by earlier steps: the warp's first step of them is loaded
+    // while the kernel before this one (which writes q and position p) still runs.
+    let first = start + warp_id() as usize;
+    let pre = unsafe { load_step(c, EMPTY_STEP, first, DECODE_WARPS, 0, end.min(p)) };
+    wait_for_previous_grid();
 
     let qv = unsafe { load_query(q.add(h * d), d) };
-    let first = start + warp_id() as usize;
-    let (m, l, acc) = unsafe {
-        warp_pass(&qv, k_cache, v_cache, layer as usize, g, kv_heads as usize, max_seq as usize, d, first, end, DECODE_WARPS)
-    };
+    let (m, l, acc) = unsafe { warp_pass(&qv, c, first, end, DECODE_WARPS, pre, end.min(p)) };
     let (big_m, denom, weights) = unsafe { block_merge::<DECODE_WARPS>(m, l, &acc, d) };
     let tid = thread_x() as usize;
     let orow = unsafe { out.add(h * d) };
