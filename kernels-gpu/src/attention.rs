@@ -282,7 +282,9 @@ pub unsafe extern "ptx-kernel" fn attention_decode_f32(
     let n = p + 1;
     let active = (splits as usize).min(n.div_ceil(DECODE_MIN_PER_SPLIT as usize));
     if b >= active {
-        return; // the whole block leaves, before any barrier
+        // The whole block leaves, before any barrier and without waiting: block 0 always waits,
+        // so the grid still ends after the kernel before it (what the next kernel's wait relies on).
+        return;
     }
     let per = n.div_ceil(active);
     let (start, end) = (b * per, ((b + 1) * per).min(n));
