@@ -47,6 +47,13 @@ struct HeadCache {
     d: usize,
 }
 
+impl HeadCache {
+    /// KV head `g` of `layer`, from a kernel's arguments.
+    fn new(k: *const f32, v: *const f32, layer: u32, g: usize, kv_heads: u32, max_seq: u32, d: usize) -> Self {
+        HeadCache { k, v, layer: layer as usize, g, kv_heads: kv_heads as usize, max_seq: max_seq as usize, d }
+    }
+}
+
 /// This lane's elements of the keys and values of one step's `P` positions.
 type Step = ([[f32; MAX_PER_LANE]; P], [[f32; MAX_PER_LANE]; P]);
 
@@ -211,15 +218,7 @@ pub unsafe extern "ptx-kernel" fn attention_f32(
     }
     let qv = unsafe { load_query(q.add((t * heads as usize + h) * d), d) };
     let warp = warp_id() as usize;
-    let c = HeadCache {
-        k: k_cache,
-        v: v_cache,
-        layer: layer as usize,
-        g,
-        kv_heads: kv_heads as usize,
-        max_seq: max_seq as usize,
-        d,
-    };
+    let c = HeadCache::new(k_cache, v_cache, layer, g, kv_heads, max_seq, d);
     let (m, l, acc) = unsafe { warp_pass(&qv, c, warp, p + 1, WARPS, EMPTY_STEP, 0) };
     let (_, denom, weights) = unsafe { block_merge::<WARPS>(m, l, &acc, d) };
     let orow = unsafe { out.add((t * heads as usize + h) * d) };
@@ -288,15 +287,7 @@ pub unsafe extern "ptx-kernel" fn attention_decode_f32(
     }
     let per = n.div_ceil(active);
     let (start, end) = (b * per, ((b + 1) * per).min(n));
-    let c = HeadCache {
-        k: k_cache,
-        v: v_cache,
-        layer: layer as usize,
-        g,
-        kv_heads: kv_heads as usize,
-        max_seq: max_seq as usize,
-        d,
-    };
+    let c = HeadCache::new(k_cache, v_cache, layer, g, kv_heads, max_seq, d);
     // Positions before p were written by earlier steps: the warp's first step of them is loaded
     // while the kernel before this one (which writes q and position p) still runs.
     let first = start + warp_id() as usize;

@@ -127,18 +127,23 @@ pub(super) fn allow_large_shared(module: &Module) -> Result<()> {
         ("attention_prefill_tc_128", shapes::flash_shared_bytes(128)),
     ];
     for (name, bytes) in kernels {
-        let Ok(f) = module.get_function(name) else { continue };
         if bytes > 48 * 1024 {
-            check(name, unsafe {
-                cu::cuFuncSetAttribute(
-                    f.to_raw(),
-                    cu::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    bytes as i32,
-                )
-            })?;
+            set_attribute(
+                module,
+                name,
+                cu::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes as i32,
+            )?;
         }
     }
     Ok(())
+}
+
+/// Sets `attribute` of kernel `name` to `value`, where the module has that kernel (the sm_90a
+/// PTX alone has `matmul_wgmma`).
+fn set_attribute(module: &Module, name: &str, attribute: cu::CUfunction_attribute, value: i32) -> Result<()> {
+    let Ok(f) = module.get_function(name) else { return Ok(()) };
+    check(name, unsafe { cu::cuFuncSetAttribute(f.to_raw(), attribute, value) })
 }
 
 /// The one-token decode products (`decode.rs`): no shared memory beyond a block reduction's
@@ -153,14 +158,7 @@ const DECODE_PRODUCTS: [&str; 4] =
 /// context 2048 (BENCHMARKS.md, step 21).
 pub(super) fn prefer_l1(module: &Module) -> Result<()> {
     for name in DECODE_PRODUCTS {
-        let Ok(f) = module.get_function(name) else { continue };
-        check(name, unsafe {
-            cu::cuFuncSetAttribute(
-                f.to_raw(),
-                cu::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
-                0,
-            )
-        })?;
+        set_attribute(module, name, cu::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 0)?;
     }
     Ok(())
 }
