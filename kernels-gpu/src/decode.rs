@@ -9,8 +9,8 @@
 //! (`host/src/cuda/launch.rs`), a kernel's first weights are thus in flight while the kernel
 //! before it finishes; launched normally, the two calls cost nothing. Weights are read with
 //! [`load_stream_v4`] (not kept in L1, which then holds the activations every warp re-reads); an
-//! L2 prefetch of each team's whole rows, done here before session 5, only added L2 requests
-//! (H100: 7B 167 → 177 tok/s without it, BENCHMARKS.md step 20).
+//! L2 prefetch of each team's whole rows, done here until BENCHMARKS.md's step 20, only added L2
+//! requests (H100: 7B 167 → 177 tok/s without it).
 //!
 //! Shared math. With `x` the residual stream (`[cols]` f32), `g` an RMSNorm weight (`[cols]`
 //! bf16) and `W` a bf16 weight `[rows, cols]`:
@@ -159,8 +159,8 @@ fn warp_finish<const R: usize, const NORM: bool>((acc, ss): ([f32; R], f32), col
 }
 
 /// The start of every kernel here: let the next kernel be scheduled and load the first batch of
-/// the team's weight rows, returned. The caller then loads any other constant it needs (biases, RoPE tables) and
-/// calls `wait_for_previous_grid` before it touches an activation.
+/// the team's weight rows, returned. The caller then loads any other constant it needs (biases,
+/// RoPE tables) and calls `wait_for_previous_grid` before it touches an activation.
 #[inline(always)]
 unsafe fn prologue<const R: usize, const B: usize>(team: Team, rows: [*const u16; R], cols: usize) -> Batch<R, B> {
     launch_dependents();
