@@ -44,6 +44,7 @@ run "memcheck: kernel tests" env QWEN_RS_TEST_SMALL=1 compute-sanitizer --tool m
 run "racecheck: kernel tests" env QWEN_RS_TEST_SMALL=1 compute-sanitizer --tool racecheck --error-exitcode 1 "$BIN/gpu_kernels" --include-ignored --test-threads 1
 run "engine: tiny models vs transformers" "$BIN/gpu_engine" --include-ignored --nocapture tiny
 run "engine: 3-chunk prompts vs CPU engine" "$BIN/gpu_engine" --include-ignored --nocapture long_prompt
+run "engine: greedy steps chained on the device" "$BIN/gpu_engine" --include-ignored --nocapture chained_greedy
 for s in $SHAPES; do
     run "engine: $s vs transformers (128 positions)" env QWEN_RS_REF_DIR="$REF" "$BIN/gpu_engine" --include-ignored --nocapture "full_size_${s/./_}"
 done

@@ -64,6 +64,50 @@ fn tiny_hd128_matches_transformers() {
     tiny("tiny-hd128", common::fixture("tiny-hd128"));
 }
 
+/// Greedy steps chained on the device (`decode_greedy`: each step takes its position and token
+/// from the step before, the host waits once) choose the tokens that one step at a time
+/// (`forward_greedy`, position and token copied in each time) chooses, with and without the CUDA
+/// graph, in one call or in several; and a call that would run past the context is refused.
+fn chained_greedy(path: PathBuf) {
+    let (cfg, w) = qwen_rs::load_weights(&path).unwrap();
+    let (max_seq, steps) = (64, 40);
+    let prompt: Vec<u32> = (0..11).map(|i| ((i * 7919 + 5) % cfg.vocab_size) as u32).collect();
+    let mut gpu = CudaEngine::new(Gpu::open().expect("a CUDA device"), cfg.clone(), &w, max_seq).unwrap();
+    let first = gpu.forward_greedy(&prompt, 0).unwrap();
+    let mut want = vec![first];
+    for i in 0..steps {
+        let next = gpu.forward_greedy(&[want[i]], prompt.len() + i).unwrap();
+        want.push(next);
+    }
+    let distinct = want.iter().collect::<std::collections::HashSet<_>>().len();
+    println!("{}: {steps} greedy steps one at a time: {want:?} ({distinct} distinct)", path.display());
+    // a sequence that varies, so that a step run at the wrong position or with the wrong token shows
+    assert!(distinct >= 10, "the prompt leads to too few distinct tokens to test anything");
+    for graph in [true, false] {
+        gpu.set_use_graph(graph);
+        for per_call in [steps, 8, 1] {
+            assert_eq!(gpu.forward_greedy(&prompt, 0).unwrap(), first);
+            let mut got = vec![first];
+            while got.len() <= steps {
+                let n = per_call.min(steps + 1 - got.len());
+                let start = prompt.len() + got.len() - 1;
+                got.extend(gpu.decode_greedy(*got.last().unwrap(), start, n).unwrap());
+            }
+            assert_eq!(got, want, "graph {graph}, {per_call} steps a call");
+        }
+    }
+    // The last positions of the context, and one step too many.
+    assert_eq!(gpu.decode_greedy(first, max_seq - 3, 3).unwrap().len(), 3);
+    assert!(gpu.decode_greedy(first, max_seq - 2, 3).is_err(), "ran past the context");
+}
+
+/// (The tiny head_dim-128 model repeats one token after this prompt, which would test nothing.)
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn chained_greedy_hd64_matches_one_at_a_time() {
+    chained_greedy(common::fixture("tiny-hd64.gguf"));
+}
+
 /// A prompt of more than two prefill chunks ([`CHUNK`] tokens each), in one call: the last
 /// position's logits are the CPU engine's on the same bf16 weights. Covers the prompt products,
 /// the tensor-core attention of chunks that start past position 0 over cache rows earlier chunks

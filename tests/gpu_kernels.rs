@@ -468,6 +468,43 @@ fn lm_head_argmax_matches_cpu() {
     }
 }
 
+/// `greedy_advance` against its CPU twin (`decode_best`, then the position step): the chosen id
+/// lands at `chosen[p]` and nowhere else, and `io` becomes `[p + 1, id]`; an all-NaN step (`best`
+/// 0) passes `u32::MAX` on; a position past the context writes nothing into `chosen`.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn greedy_advance_matches_cpu() {
+    use qwen_rs::cuda::decode_best;
+    let gpu = Gpu::open().expect("a CUDA device");
+    let mut rng = fresh_rng();
+    const POISON: u32 = 0xdead_beef;
+    for &max_seq in &[1usize, 7, 256, 32768] {
+        for case in 0..4 {
+            let p = match case {
+                0 => 0,
+                1 => rng.random_range(0..max_seq),
+                2 => max_seq - 1,
+                _ => max_seq + 3, // past the context
+            } as u32;
+            let id = rng.random_range(0..152064u32);
+            // a logit key in the upper half, as lm_head_argmax packs it; 0 when case 1 and max_seq 7
+            let best =
+                if case == 1 && max_seq == 7 { 0 } else { (rng.random::<u32>() as u64) << 32 | (u32::MAX - id) as u64 };
+            let want_id = decode_best(best).unwrap_or(u32::MAX);
+            let io = gpu.upload(&[p, POISON]).unwrap();
+            let chosen = gpu.upload(&vec![POISON; max_seq]).unwrap();
+            let dbest = gpu.upload(&[best]).unwrap();
+            gpu.greedy_advance(io.as_device_ptr(), chosen.as_device_ptr(), dbest.as_device_ptr(), max_seq).unwrap();
+            assert_eq!(gpu.download(&io).unwrap(), [p + 1, want_id], "io, max_seq {max_seq}, p {p}");
+            let got = gpu.download(&chosen).unwrap();
+            for (q, &c) in got.iter().enumerate() {
+                let want = if q == p as usize { want_id } else { POISON };
+                assert_eq!(c, want, "chosen[{q}], max_seq {max_seq}, p {p}");
+            }
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn attention_decode_matches_cpu() {
@@ -476,10 +513,13 @@ fn attention_decode_matches_cpu() {
     let mut rng = fresh_rng();
     // (heads, kv_heads, head_dim, splits, positions): one block, a few, all 64 splits busy; each
     // case runs its positions back to back on the same scratch, so the arrival counters must
-    // have been reset by the previous launch.
+    // have been reset by the previous launch. Head sizes 64 and 128 run their own kernels, whose
+    // blocks take 256 and 128 positions before a second block joins: both sides of that too.
     for &(heads, kv_heads, hd, splits, positions) in &[
         (14, 2, 64, 64, &[0usize, 15, 16, 37, 2047][..]),
+        (14, 2, 64, 18, &[254, 255, 256, 287, 4095][..]),
         (28, 4, 128, 64, &[1000, 3, 4095][..]),
+        (12, 2, 128, 18, &[126, 127, 128, 300][..]),
         (12, 2, 128, 3, &[100, 47][..]),
         (8, 8, 32, 64, &[1023, 16][..]),
         (16, 2, 256, 8, &[300][..]),

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::cuda::{CudaEngine, Gpu};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::generate::GREEDY_STEPS;
 use crate::weights::{Attention, DecoderLayer, Linear, Mlp, Model, Weights};
 
 /// The published Qwen2.5 dense shapes, as Hugging Face config.json fields: `bench/shapes.json`,
@@ -169,18 +170,17 @@ pub fn run(shape: &str, model: Option<&Path>) -> Result<serde_json::Value> {
         prefill.insert(n.to_string(), json!({"ms": s * 1e3, "tok_s": n as f64 / s}));
     }
 
-    // Decode: 256 greedy steps after a prompt of `ctx` tokens.
+    // Decode: 256 greedy steps after a prompt of `ctx` tokens, asked of the engine as the CLI's
+    // generation loop asks for them (`GREEDY_STEPS` at a time).
     let mut decode = |ctx: usize, graph: bool| -> Result<f64> {
         engine.set_use_graph(graph);
         engine.forward(&ids(ctx, 9), 0)?;
-        let mut tok = 1u32;
-        for p in ctx..ctx + 8 {
-            tok = engine.forward_greedy(&[tok], p)?; // warm-up (and graph capture)
-        }
+        let k = GREEDY_STEPS;
+        let mut tok = *engine.decode_greedy(1, ctx, k)?.last().unwrap_or(&1); // warm-up (and graph capture)
         engine.forward(&ids(ctx, 9), 0)?;
         let t = Instant::now();
-        for p in ctx..ctx + 256 {
-            tok = engine.forward_greedy(&[tok], p)?;
+        for p in (ctx..ctx + 256).step_by(k) {
+            tok = *engine.decode_greedy(tok, p, k)?.last().unwrap_or(&tok);
         }
         Ok(256.0 / t.elapsed().as_secs_f64())
     };

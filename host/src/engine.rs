@@ -36,4 +36,16 @@ pub trait Engine {
     fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> Result<u32> {
         Ok(crate::cpu::ops::argmax(&self.forward(tokens, start)?) as u32)
     }
+    /// `n` greedy steps: runs `first` at position `start`, then each chosen token at the next
+    /// position, and returns the `n` chosen tokens (the last of them not run yet). The CUDA engine
+    /// runs the steps back to back on the device and waits once, at the end.
+    fn decode_greedy(&mut self, first: u32, start: usize, n: usize) -> Result<Vec<u32>> {
+        let mut chosen = Vec::with_capacity(n);
+        let mut next = first;
+        for i in 0..n {
+            next = self.forward_greedy(&[next], start + i)?;
+            chosen.push(next);
+        }
+        Ok(chosen)
+    }
 }

@@ -12,6 +12,11 @@ use crate::tokenizer::{StreamDecoder, Tokenizer};
 /// Set (by the command line's Ctrl-C handler) to end generation after the current token.
 pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
+/// Greedy decode steps asked of the engine at once ([`Engine::decode_greedy`]): the CUDA engine
+/// then waits for the GPU once every this many tokens instead of after each. Up to this many − 1
+/// steps past a stop token run and are thrown away (~5 ms for the 0.5B model on an H100).
+pub const GREEDY_STEPS: usize = 8;
+
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     /// Generation ended early because [`STOP_REQUESTED`] was set.
@@ -69,6 +74,8 @@ pub fn generate(
 
     let mut history = prompt.to_vec();
     let mut out = Vec::new();
+    // Greedy tokens the engine has chosen ahead of the loop.
+    let mut ahead = std::collections::VecDeque::new();
     let mut stream = StreamDecoder::new();
     let t1 = Instant::now();
     while out.len() < max_tokens {
@@ -87,7 +94,17 @@ pub fn generate(
             stats.interrupted = true;
             break;
         }
-        next = step(engine, &[next], history.len() - 1, &history)?;
+        let pos = history.len() - 1;
+        if !greedy {
+            next = step(engine, &[next], pos, &history)?;
+        } else {
+            if ahead.is_empty() {
+                // as many steps as the loop may still use: tokens left to emit, positions left
+                let n = (max_tokens - out.len()).min(engine.max_seq() - pos).min(GREEDY_STEPS);
+                ahead.extend(engine.decode_greedy(next, pos, n)?);
+            }
+            next = ahead.pop_front().ok_or_else(|| Error::Usage("the engine ran no decode step".into()))?;
+        }
     }
     stats.decode = t1.elapsed();
     stats.generated_tokens = out.len();

@@ -292,6 +292,64 @@ pub unsafe extern "ptx-kernel" fn gate_up_silu_decode(
     }
 }
 
+/// [`gate_up_silu_decode`] for rows of at most `GATE_UP_NARROW_COLS` (`launch_shapes.rs`) columns (one batch of four
+/// chunks a lane; the 0.5B model's 896): same math and layout, but warp `i` computes the row pairs
+/// `i, i + W, i + 2W, …` (`W` the grid's warps) in turn, the next pair's weights loaded while the
+/// current pair is used, and `rmsnorm(x)`'s share of the lane (`x ⊙ g` and the scale) worked out
+/// once for all its pairs instead of once a pair.
+/// Block `(32·DECODE_WARPS, 1, 1)`; grid `(ceil(inter / (DECODE_WARPS · GATE_UP_PAIRS_PER_WARP)), 1, 1)`
+/// (any grid works). `cols ≤ GATE_UP_NARROW_COLS` (the host's choice of kernel; wider rows would
+/// use only their first columns). CPU twin: as `gate_up_silu_decode`'s.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn gate_up_silu_decode_narrow(
+    out: *mut f32,
+    x: *const f32,
+    norm: *const u16,
+    eps: f32,
+    w: *const u16,
+    inter: u32,
+    cols: u32,
+) {
+    let (mut r, inter, cols) = (global_warp(), inter as usize, cols as usize);
+    if r >= inter {
+        launch_dependents();
+        return;
+    }
+    let warps = (grid_dim_x() * (block_dim_x() / WARP)) as usize;
+    let pair = |r: usize| unsafe { [w.add(2 * r * cols), w.add((2 * r + 1) * cols)] };
+    let team = Team::warp();
+    let mut cur = unsafe { prologue::<2, 4>(team, pair(r), cols) };
+    wait_for_previous_grid();
+    // This lane's eight columns of x ⊙ g in each of its four chunks, and the RMSNorm scale.
+    let mut ss = 0.0f32;
+    let mut xs = [[0.0f32; 8]; 4];
+    for (b, xb) in xs.iter_mut().enumerate() {
+        let c = team.col::<4>(0, b);
+        if c < cols {
+            *xb = unsafe { scaled_x8(x.add(c), &load_nc_v4(norm.add(c) as *const u32), &mut ss) };
+        }
+    }
+    let scale = 1.0 / sqrt(warp_sum(ss) / cols as f32 + eps);
+    loop {
+        let nr = r + warps;
+        let next = if nr < inter { unsafe { load_batch::<2, 4>(team, &pair(nr), 0, cols) } } else { [[[0; 4]; 4]; 2] };
+        let mut acc = [0.0f32; 2];
+        for b in 0..4 {
+            for k in 0..2 {
+                acc[k] += dot8(&cur[k][b], &xs[b]);
+            }
+        }
+        let [gate, up] = warp_sum_n(acc);
+        let (gate, up) = (gate * scale, up * scale);
+        if lane() == 0 {
+            unsafe { *out.add(r) = gate / (1.0 + exp(-gate)) * up };
+        }
+        if nr >= inter {
+            return;
+        }
+        (r, cur) = (nr, next);
+    }
+}
 
 /// LM head and greedy choice for one token: `logits = W · rmsnorm(x)` and the index of the
 /// largest logit, the smallest index on ties, NaNs never winning.
@@ -347,6 +405,33 @@ pub unsafe extern "ptx-kernel" fn lm_head_argmax(
     }
     if lane() == 0 && mine > unsafe { load_relaxed_u64(best) } {
         unsafe { atomic_max_u64(best, mine) };
+    }
+}
+
+/// The end of a greedy decode step, so that the next step needs nothing from the host: with
+/// `p = io[0]` (the position just run) and `id = u32::MAX − (best as u32)` (the token
+/// `lm_head_argmax` chose; `u32::MAX` where every logit was NaN, which the next step's embedding
+/// turns into NaN again), `chosen[p] = id` and `io = [p + 1, id]`, the next step's position and
+/// token. The host copies `io` in once, replays the step graph `n` times, and copies the `n`
+/// chosen ids back once.
+/// Layout: `io` `[2]` (the `[pos0, id]` every decode kernel reads), `chosen` `[max_seq]`.
+/// Block `(32, 1, 1)`, grid `(1, 1, 1)`; may be launched with programmatic dependent launch.
+/// CPU twin: `host::cuda::decode_best` and the position step of `Engine::decode_greedy`.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn greedy_advance(io: *mut u32, chosen: *mut u32, best: *const u64, max_seq: u32) {
+    launch_dependents();
+    wait_for_previous_grid();
+    if thread_x() != 0 {
+        return;
+    }
+    let p = unsafe { *io };
+    let id = u32::MAX - unsafe { *best } as u32;
+    if p < max_seq {
+        unsafe { *chosen.add(p as usize) = id };
+    }
+    unsafe {
+        *io = p + 1;
+        *io.add(1) = id;
     }
 }
 

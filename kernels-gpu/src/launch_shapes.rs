@@ -8,9 +8,15 @@
 /// results through `WARPS · (head_dim + 2)` f32 of shared memory.
 pub const PREFILL_ATTENTION_WARPS: usize = 16;
 
-/// Warps per block of `attention_decode_f32`; its shared memory is
+/// Warps per block of `attention_decode_f32` (four positions a warp step); its shared memory is
 /// `(DECODE_ATTENTION_WARPS · (head_dim + 2) + 1)` f32.
 pub const DECODE_ATTENTION_WARPS: usize = 8;
+
+/// Warps per block of `attention_decode_64`, and the positions each of its warps takes in one
+/// step (so a block's first step, loaded before its wait, covers 256 positions). Shared memory as
+/// `attention_decode_f32`'s with this many warps.
+pub const DECODE_ATTENTION_WIDE_WARPS: usize = 16;
+pub const DECODE_ATTENTION_STEP_64: usize = 16;
 
 /// Warps per block of `qkv_rope_decode`, `gate_up_silu_decode` and `lm_head_argmax` (each warp's
 /// rows follow from its index in the grid, so any count works). Four, not eight: at 158 registers
@@ -21,6 +27,12 @@ pub const DECODE_WARPS: usize = 4;
 
 /// Rows each warp of `lm_head_argmax` computes.
 pub const LM_HEAD_ROWS_PER_WARP: usize = 4;
+
+/// Widest rows `gate_up_silu_decode_narrow` takes (one batch of four 16-byte chunks a lane), and
+/// the row pairs each of its warps computes (H100, 0.5B: 1,510–1,517 tok/s at 4 or 5 pairs a warp
+/// against 1,489–1,496 for `gate_up_silu_decode`'s one; 1,443–1,481 at 3 or 6).
+pub const GATE_UP_NARROW_COLS: usize = 8 * 32 * 4;
+pub const GATE_UP_PAIRS_PER_WARP: usize = 4;
 
 /// `matmul_tc`'s epilogues (its `epilogue` argument): store the product, add it to `out`, or
 /// store `silu(gate) · up` of row pairs.

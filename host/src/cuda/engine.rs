@@ -11,11 +11,13 @@
 //! products (`matmul.rs`; q, k and v as one, gate and up as one with SwiGLU in its epilogue, the
 //! residual adds in the output and down products'), RoPE + cache write, flash attention
 //! (`flash_attention.rs`). A one-token decode
-//! step runs the fused ones (`decode.rs`, `attention_decode_f32`): per layer RMSNorm + q/k/v +
+//! step runs the fused ones (`decode.rs`, `attention_decode_*`): per layer RMSNorm + q/k/v +
 //! RoPE + cache write in one launch, split-sequence attention, the output product with the residual
 //! add, RMSNorm + gate/up + SwiGLU, and the down product with the residual add; the LM head takes
-//! the argmax as it goes. The kernels read the position from device memory, so that step is
-//! captured once into a CUDA graph (on its first use) and replayed for every later token.
+//! the argmax as it goes, and `greedy_advance` leaves the chosen token and the next position in
+//! device memory. The kernels read the position and token from device memory, so that step is
+//! captured once into a CUDA graph (on its first use) and replayed for every later token, and
+//! greedy steps run back to back without the host ([`Engine::decode_greedy`]).
 
 use cust::memory::{AsyncCopyDestination, DeviceBuffer, DevicePointer};
 use cust::sys as cu;
@@ -145,12 +147,14 @@ struct RunState {
     logits: DeviceBuffer<f32>,
     /// The greedy choice, packed as `lm_head_argmax` leaves it.
     best: DeviceBuffer<u64>,
+    /// `[max_seq]`: the token chosen after each decode step's position (`greedy_advance`).
+    chosen: DeviceBuffer<u32>,
     /// Split-sequence attention scratch: `[heads, splits, head_dim + 2]` partial results and one
     /// arrival counter per head.
     partial: DeviceBuffer<f32>,
     counters: DeviceBuffer<u32>,
-    /// Most blocks per head of the decode attention (long contexts): two per SM over all heads,
-    /// so that one wave of blocks covers the context.
+    /// Most blocks per head of the decode attention (long contexts): as many as one wave of its
+    /// blocks holds over all heads.
     splits: usize,
     /// Split-K scratch of the prompt products.
     products: MatmulScratch,
@@ -265,7 +269,7 @@ impl CudaEngine {
         };
         let (cos, sin) = rope_tables(max_seq, cfg.head_dim, cfg.rope_theta);
         let zeros = |n: usize| gpu.upload(&vec![0f32; n]);
-        let splits = (2 * gpu.sms / cfg.num_attention_heads).clamp(1, 64);
+        let splits = gpu.decode_attention_splits(cfg.num_attention_heads, cfg.head_dim);
         let chunk = CHUNK.min(max_seq).max(1);
         let s = RunState {
             chunk,
@@ -279,6 +283,7 @@ impl CudaEngine {
             io: gpu.alloc(chunk + 1)?,
             logits: gpu.alloc(cfg.vocab_size)?,
             best: gpu.alloc(1)?,
+            chosen: gpu.alloc(max_seq)?,
             partial: gpu.alloc(cfg.num_attention_heads * splits * (cfg.head_dim + 2))?,
             counters: gpu.upload(&vec![0u32; cfg.num_attention_heads])?,
             splits,
@@ -329,17 +334,29 @@ impl CudaEngine {
 
     /// One chunk of prompt tokens, or one decode step; `last`: the LM head runs after it.
     fn run_chunk(&mut self, tokens: &[u32], pos0: usize, last: bool) -> Result<()> {
-        let t = tokens.len();
-        let mut io = Vec::with_capacity(t + 1);
+        self.copy_io(tokens, pos0)?;
+        if tokens.len() > 1 {
+            return self.launch_step(tokens.len(), last);
+        }
+        self.replay_decode_step()
+    }
+
+    /// `s.io = [pos0, tokens…]`, ordered after the previous step's kernels (which read `io`) by
+    /// the stream. Pageable host memory is staged before the call returns.
+    fn copy_io(&self, tokens: &[u32], pos0: usize) -> Result<()> {
+        let mut io = Vec::with_capacity(tokens.len() + 1);
         io.push(pos0 as u32);
         io.extend_from_slice(tokens);
-        // Ordered after the previous step's kernels (which read `io`) by the stream. Pageable host
-        // memory is staged before the call returns, so `io` may be dropped right after.
         super::cuda("copying the position and token ids", unsafe {
-            self.s.io.index(..t + 1).async_copy_from(&io[..], &self.gpu.stream)
-        })?;
-        if t > 1 || !self.use_graph {
-            return self.launch_step(t, last);
+            self.s.io.index(..io.len()).async_copy_from(&io[..], &self.gpu.stream)
+        })
+    }
+
+    /// One decode step with its position and token already in `s.io`: the captured graph
+    /// (captured on first use), or the launches themselves without it.
+    fn replay_decode_step(&mut self) -> Result<()> {
+        if !self.use_graph {
+            return self.launch_step(1, true);
         }
         if self.decode_graph.is_none() {
             self.decode_graph = Some(self.capture_decode_step()?);
@@ -394,7 +411,12 @@ impl CudaEngine {
         }
         // logits = norm(x[last])·W_lmᵀ, best = argmax               [vocab]
         let last = unsafe { p(&s.x).add((t - 1) * h) };
-        g.lm_head_argmax(p(&s.logits), best, last, self.norm, cfg.rms_norm_eps, self.lm_head, cfg.vocab_size, h)
+        g.lm_head_argmax(p(&s.logits), best, last, self.norm, cfg.rms_norm_eps, self.lm_head, cfg.vocab_size, h)?;
+        if t > 1 {
+            return Ok(());
+        }
+        // chosen[pos] = argmax; io = [pos + 1, argmax]: the next decode step's input
+        g.greedy_advance(s.io.as_device_ptr(), s.chosen.as_device_ptr(), best, self.kv.max_seq)
     }
 
     /// One layer for one token, through the fused decode kernels (five launches).
@@ -498,6 +520,30 @@ impl Engine for CudaEngine {
             Some(id) if (id as usize) < self.cfg.vocab_size => Ok(id),
             _ => Err(Error::Cuda("the logits are all NaN".into())),
         }
+    }
+    /// The steps one after another on the stream, each taking its position and token from the
+    /// step before (`greedy_advance`), the host waiting once at the end: the ids and position go
+    /// in once, the `n` chosen ids come back once.
+    fn decode_greedy(&mut self, first: u32, start: usize, n: usize) -> Result<Vec<u32>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        check_tokens(&self.cfg, &[first], start + n - 1, self.kv.max_seq)?;
+        // [start, first] goes in once; each later step finds [pos, id] left by the step before.
+        self.copy_io(&[first], start)?;
+        for _ in 0..n {
+            self.replay_decode_step()?;
+        }
+        let mut ids = vec![0u32; n];
+        // SAFETY: `ids` outlives the copy: the stream is synchronised before returning.
+        super::cuda("copying from the device", unsafe {
+            self.s.chosen.index(start..start + n).async_copy_to(&mut ids[..], &self.gpu.stream)
+        })?;
+        self.gpu.synchronize()?;
+        if ids.iter().any(|&id| id as usize >= self.cfg.vocab_size) {
+            return Err(Error::Cuda("the logits are all NaN".into()));
+        }
+        Ok(ids)
     }
 }
 

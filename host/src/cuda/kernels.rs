@@ -13,8 +13,9 @@ use super::{Gpu, check, cuda};
 use crate::error::{Error, Result};
 use cust::sys as cu;
 use shapes::{
-    DECODE_ATTENTION_WARPS, DECODE_WARPS, LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_K, TC_SHARED_BYTES,
-    TC_TILE, TC_TILE_ELEMS, WG_K, WG_ROWS, WG_SHARED_BYTES, WG_THREADS, WG_TOKENS,
+    DECODE_ATTENTION_WARPS, DECODE_ATTENTION_WIDE_WARPS, DECODE_WARPS, GATE_UP_NARROW_COLS, GATE_UP_PAIRS_PER_WARP,
+    LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_K, TC_SHARED_BYTES, TC_TILE, TC_TILE_ELEMS, WG_K, WG_ROWS,
+    WG_SHARED_BYTES, WG_THREADS, WG_TOKENS,
 };
 
 pub type Ptr<T> = DevicePointer<T>;
@@ -352,7 +353,8 @@ impl Gpu {
         unsafe { self.launch_overlapped(&f, "qkv_rope_decode", grid, DECODE_BLOCK, 0, &mut args) }
     }
 
-    /// `decode.rs`: `out = silu(gate) · up` with `[gate; up] = W_gu · rmsnorm(x)`, one token.
+    /// `decode.rs`: `out = silu(gate) · up` with `[gate; up] = W_gu · rmsnorm(x)`, one token
+    /// (`gate_up_silu_decode_narrow` for rows of up to `GATE_UP_NARROW_COLS` columns).
     #[allow(clippy::too_many_arguments)]
     pub fn gate_up_silu_decode(
         &self,
@@ -364,9 +366,16 @@ impl Gpu {
         inter: usize,
         cols: usize,
     ) -> Result<()> {
-        let f = self.function("gate_up_silu_decode")?;
         let (i, c) = (u32_of("intermediate", inter)?, u32_of("cols", cols)?);
         let mut args = kernel_args![out, x, norm, eps, w, i, c];
+        if cols <= GATE_UP_NARROW_COLS {
+            let f = self.function("gate_up_silu_decode_narrow")?;
+            let grid = [i.div_ceil((DECODE_WARPS * GATE_UP_PAIRS_PER_WARP) as u32), 1, 1];
+            return unsafe {
+                self.launch_overlapped(&f, "gate_up_silu_decode_narrow", grid, DECODE_BLOCK, 0, &mut args)
+            };
+        }
+        let f = self.function("gate_up_silu_decode")?;
         let grid = [i.div_ceil(DECODE_WARPS as u32), 1, 1];
         unsafe { self.launch_overlapped(&f, "gate_up_silu_decode", grid, DECODE_BLOCK, 0, &mut args) }
     }
@@ -390,6 +399,14 @@ impl Gpu {
         let grid = [r.div_ceil((DECODE_WARPS * LM_HEAD_ROWS_PER_WARP) as u32), 1, 1];
         let mut args = kernel_args![logits, best, x, norm, eps, w, r, c];
         unsafe { self.launch_overlapped(&f, "lm_head_argmax", grid, DECODE_BLOCK, 0, &mut args) }
+    }
+
+    /// `decode.rs`: after a greedy step, `chosen[io[0]] = id` and `io = [io[0] + 1, id]` with `id`
+    /// the token `best` holds, so that the next step runs without the host.
+    pub fn greedy_advance(&self, io: Ptr<u32>, chosen: Ptr<u32>, best: Ptr<u64>, max_seq: usize) -> Result<()> {
+        let f = self.function("greedy_advance")?;
+        let mut args = kernel_args![io, chosen, best, u32_of("max_seq", max_seq)?];
+        unsafe { self.launch_overlapped(&f, "greedy_advance", [1, 1, 1], 32, 0, &mut args) }
     }
 
     /// `decode.rs`: `out += W · x` for one token (the residual products).
@@ -425,14 +442,30 @@ impl Gpu {
         splits: usize,
     ) -> Result<()> {
         check_head_dim(kv.head_dim)?;
-        let f = self.function("attention_decode_f32")?;
+        let (name, warps, _) = decode_attention_kernel(kv.head_dim);
+        let f = self.function(name)?;
         let grid = [u32_of("heads", heads)?, u32_of("splits", splits)?, 1];
-        let smem = ((DECODE_ATTENTION_WARPS * (kv.head_dim + 2) + 1) * 4) as u32;
+        let smem = ((warps * (kv.head_dim + 2) + 1) * 4) as u32;
         let (h, g, d) = (heads as u32, kv.kv_heads as u32, kv.head_dim as u32);
         let (l, m, n) = (layer as u32, u32_of("max_seq", kv.max_seq)?, splits as u32);
         let mut args = kernel_args![out, partial, counters, q, k_cache, v_cache, h, g, d, l, m, pos0, n];
-        let block = 32 * DECODE_ATTENTION_WARPS as u32;
-        unsafe { self.launch_overlapped(&f, "attention_decode_f32", grid, block, smem, &mut args) }
+        unsafe { self.launch_overlapped(&f, name, grid, 32 * warps as u32, smem, &mut args) }
+    }
+}
+
+/// The decode attention kernel for `head_dim`: its name, warps a block, and blocks an SM holds.
+fn decode_attention_kernel(head_dim: usize) -> (&'static str, usize, usize) {
+    match head_dim {
+        64 => ("attention_decode_64", DECODE_ATTENTION_WIDE_WARPS, 1),
+        _ => ("attention_decode_f32", DECODE_ATTENTION_WARPS, 2),
+    }
+}
+
+impl Gpu {
+    /// Most blocks per head of the decode attention (its `splits`): as many as fill every SM once,
+    /// so that the ranges of a long context run in one wave.
+    pub fn decode_attention_splits(&self, heads: usize, head_dim: usize) -> usize {
+        (decode_attention_kernel(head_dim).2 * self.sms / heads.max(1)).clamp(1, 64)
     }
 }
 
