@@ -176,7 +176,7 @@ pub fn run(shape: &str, model: Option<&Path>) -> Result<serde_json::Value> {
         engine.set_use_graph(graph);
         engine.forward(&ids(ctx, 9), 0)?;
         let k = GREEDY_STEPS;
-        let mut tok = *engine.decode_greedy(1, ctx, k)?.last().unwrap_or(&1); // warm-up (and graph capture)
+        let mut tok = *engine.decode_greedy(1, ctx, k)?.last().unwrap_or(&1); // warm-up
         engine.forward(&ids(ctx, 9), 0)?;
         let t = Instant::now();
         for p in (ctx..ctx + 256).step_by(k) {

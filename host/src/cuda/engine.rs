@@ -16,7 +16,7 @@
 //! add, RMSNorm + gate/up + SwiGLU, and the down product with the residual add; the LM head takes
 //! the argmax as it goes, and `greedy_advance` leaves the chosen token and the next position in
 //! device memory. The kernels read the position and token from device memory, so that step is
-//! captured once into a CUDA graph (on its first use) and replayed for every later token, and
+//! captured once into a CUDA graph (when the engine is built) and replayed for every token, and
 //! greedy steps run back to back without the host ([`Engine::decode_greedy`]).
 
 use cust::memory::{AsyncCopyDestination, DeviceBuffer, DevicePointer};
@@ -163,7 +163,7 @@ struct RunState {
 /// Fields drop in declaration order: the graph and every device buffer go before `gpu`, whose
 /// context they belong to (destroying a graph after its context crashes the driver).
 pub struct CudaEngine {
-    /// The captured one-token decode step, once it has run.
+    /// The captured one-token decode step (captured when the engine is built).
     decode_graph: Option<Graph>,
     use_graph: bool,
     cfg: Config,
@@ -289,7 +289,7 @@ impl CudaEngine {
             splits,
             products: MatmulScratch::new(&gpu)?,
         };
-        let engine = CudaEngine {
+        let mut engine = CudaEngine {
             embed_tokens: wat(embed_at),
             layers,
             norm: wat(norm_at),
@@ -307,6 +307,13 @@ impl CudaEngine {
             decode_graph: None,
             use_graph: std::env::var_os("QWEN_RS_NO_CUDA_GRAPH").is_none(),
         };
+        if engine.use_graph {
+            // Captured and uploaded now rather than at the first decode step, whose time (and the
+            // first answer's tok/s) they would otherwise add to.
+            let graph = engine.capture_decode_step()?;
+            check("cuGraphUpload", unsafe { cu::cuGraphUpload(graph.exec, engine.gpu.stream.as_inner()) })?;
+            engine.decode_graph = Some(graph);
+        }
         engine.gpu.synchronize()?;
         Ok(engine)
     }
@@ -353,7 +360,8 @@ impl CudaEngine {
     }
 
     /// One decode step with its position and token already in `s.io`: the captured graph
-    /// (captured on first use), or the launches themselves without it.
+    /// (captured when the engine was built, or here if the graph was off then), or the launches
+    /// themselves without it.
     fn replay_decode_step(&mut self) -> Result<()> {
         if !self.use_graph {
             return self.launch_step(1, true);
