@@ -129,7 +129,7 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
     // plus this thread's offset (`xf`, `wf`), plus a constant.
     let (xf, wf) = (base + x_at(wm + g, 2 * t) as u32, base + w_at(wn + g, 2 * t) as u32);
     let mut acc = [[[0.0f32; 4]; 4]; 2];
-    let mut multiply = |stage: u32| {
+    let multiply = |stage: u32| {
         for kk in (0..TC_K).step_by(16) {
             let mut a_hi = [[0u32; 4]; 2];
             let mut a_lo = [[0u32; 4]; 2];
