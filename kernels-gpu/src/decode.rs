@@ -124,32 +124,59 @@ unsafe fn partial_dots<const R: usize, const B: usize, const NORM: bool>(
     for j in 0..batches {
         let next =
             if j + 1 < batches { unsafe { load_batch::<R, B>(team, &rows, j + 1, cols) } } else { [[[0; 4]; B]; R] };
-        let mut xs = [[0.0f32; 8]; B];
-        for b in 0..B {
-            let c = team.col::<B>(j, b);
-            if c < cols {
-                xs[b] = if NORM {
-                    unsafe { scaled_x8(x.add(c), &load_nc_v4(g.add(c) as *const u32), &mut ss) }
-                } else {
-                    unsafe { x8(x.add(c)) }
-                };
-            }
-        }
-        for b in 0..B {
-            for r in 0..R {
-                acc[r] += dot8(&cur[r][b], &xs[b]);
-            }
-        }
+        let xs = unsafe { batch_inputs::<B, NORM>(team, x, g, j, cols, &mut ss) };
+        add_dots(&mut acc, &cur, &xs);
         cur = next;
     }
     (acc, ss)
+}
+
+/// This thread's inputs for batch `j`: for each of its `B` chunk slots, the eight columns of
+/// `x ⊙ g` (with `NORM`, adding their `Σ x²` to `ss`) or of `x` (zeros for slots past `cols`).
+#[inline(always)]
+unsafe fn batch_inputs<const B: usize, const NORM: bool>(
+    team: Team,
+    x: *const f32,
+    g: *const u16,
+    j: usize,
+    cols: usize,
+    ss: &mut f32,
+) -> [[f32; 8]; B] {
+    let mut xs = [[0.0f32; 8]; B];
+    for b in 0..B {
+        let c = team.col::<B>(j, b);
+        if c < cols {
+            xs[b] = if NORM {
+                unsafe { scaled_x8(x.add(c), &load_nc_v4(g.add(c) as *const u32), ss) }
+            } else {
+                unsafe { x8(x.add(c)) }
+            };
+        }
+    }
+    xs
+}
+
+/// `acc[r] += Σ_b w[r][b] · xs[b]`: a batch's weights of `R` rows against its inputs.
+#[inline(always)]
+fn add_dots<const R: usize, const B: usize>(acc: &mut [f32; R], w: &Batch<R, B>, xs: &[[f32; 8]; B]) {
+    for b in 0..B {
+        for r in 0..R {
+            acc[r] += dot8(&w[r][b], &xs[b]);
+        }
+    }
+}
+
+/// The RMSNorm scale `1 / sqrt(Σ x² / cols + eps)` from each lane's share `ss` of `Σ x²`.
+#[inline(always)]
+fn rms_scale(ss: f32, cols: usize, eps: f32) -> f32 {
+    1.0 / sqrt(warp_sum(ss) / cols as f32 + eps)
 }
 
 /// Sums a warp team's [`partial_dots`] over the warp (every lane gets the results) and applies
 /// the RMSNorm scale `1 / sqrt(Σ x² / cols + eps)` with `NORM`.
 #[inline(always)]
 fn warp_finish<const R: usize, const NORM: bool>((acc, ss): ([f32; R], f32), cols: usize, eps: f32) -> [f32; R] {
-    let scale = if NORM { 1.0 / sqrt(warp_sum(ss) / cols as f32 + eps) } else { 1.0 };
+    let scale = if NORM { rms_scale(ss, cols, eps) } else { 1.0 };
     let sums = warp_sum_n(acc);
     let mut out = [0.0f32; R];
     for r in 0..R {
@@ -322,23 +349,13 @@ pub unsafe extern "ptx-kernel" fn gate_up_silu_decode_narrow(
     wait_for_previous_grid();
     // This lane's eight columns of x ⊙ g in each of its four chunks, and the RMSNorm scale.
     let mut ss = 0.0f32;
-    let mut xs = [[0.0f32; 8]; 4];
-    for (b, xb) in xs.iter_mut().enumerate() {
-        let c = team.col::<4>(0, b);
-        if c < cols {
-            *xb = unsafe { scaled_x8(x.add(c), &load_nc_v4(norm.add(c) as *const u32), &mut ss) };
-        }
-    }
-    let scale = 1.0 / sqrt(warp_sum(ss) / cols as f32 + eps);
+    let xs = unsafe { batch_inputs::<4, true>(team, x, norm, 0, cols, &mut ss) };
+    let scale = rms_scale(ss, cols, eps);
     loop {
         let nr = r + warps;
         let next = if nr < inter { unsafe { load_batch::<2, 4>(team, &pair(nr), 0, cols) } } else { [[[0; 4]; 4]; 2] };
         let mut acc = [0.0f32; 2];
-        for b in 0..4 {
-            for k in 0..2 {
-                acc[k] += dot8(&cur[k][b], &xs[b]);
-            }
-        }
+        add_dots(&mut acc, &cur, &xs);
         let [gate, up] = warp_sum_n(acc);
         let (gate, up) = (gate * scale, up * scale);
         if lane() == 0 {

@@ -359,6 +359,15 @@ impl CudaEngine {
         })
     }
 
+    /// A token the device chose, or the error of a step whose logits were all NaN (no id in
+    /// `best`, or the `u32::MAX` that `greedy_advance` leaves for it).
+    fn chosen_token(&self, id: Option<u32>) -> Result<u32> {
+        match id {
+            Some(id) if (id as usize) < self.cfg.vocab_size => Ok(id),
+            _ => Err(Error::Cuda("the logits are all NaN".into())),
+        }
+    }
+
     /// One decode step with its position and token already in `s.io`: the captured graph
     /// (captured when the engine was built, or here if the graph was off then), or the launches
     /// themselves without it.
@@ -524,10 +533,7 @@ impl Engine for CudaEngine {
     }
     fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> Result<u32> {
         self.run(tokens, start)?;
-        match super::kernels::decode_best(self.gpu.download(&self.s.best)?[0]) {
-            Some(id) if (id as usize) < self.cfg.vocab_size => Ok(id),
-            _ => Err(Error::Cuda("the logits are all NaN".into())),
-        }
+        self.chosen_token(super::kernels::decode_best(self.gpu.download(&self.s.best)?[0]))
     }
     /// The steps one after another on the stream, each taking its position and token from the
     /// step before (`greedy_advance`), the host waiting once at the end: the ids and position go
@@ -548,10 +554,7 @@ impl Engine for CudaEngine {
             self.s.chosen.index(start..start + n).async_copy_to(&mut ids[..], &self.gpu.stream)
         })?;
         self.gpu.synchronize()?;
-        if ids.iter().any(|&id| id as usize >= self.cfg.vocab_size) {
-            return Err(Error::Cuda("the logits are all NaN".into()));
-        }
-        Ok(ids)
+        ids.into_iter().map(|id| self.chosen_token(Some(id))).collect()
     }
 }
 
