@@ -166,6 +166,53 @@ pub unsafe fn load_shared_v2_f32(a: u32) -> [f32; 2] {
     [x, y]
 }
 
+/// `st.shared.u32` at shared-window address `a`.
+#[inline(always)]
+pub unsafe fn store_shared_u32(a: u32, v: u32) {
+    unsafe {
+        asm!("st.shared.u32 [{a}], {v};", a = in(reg32) a, v = in(reg32) v, options(nostack, preserves_flags));
+    }
+}
+
+/// `st.shared.v2.u32` at shared-window address `a` (8-byte aligned).
+#[inline(always)]
+pub unsafe fn store_shared_v2_u32(a: u32, v: [u32; 2]) {
+    unsafe {
+        asm!("st.shared.v2.u32 [{a}], {{{x}, {y}}};", a = in(reg32) a, x = in(reg32) v[0], y = in(reg32) v[1],
+             options(nostack, preserves_flags));
+    }
+}
+
+/// `ldmatrix.sync.aligned.m8n8.x4.shared.b16` (sm_75+): four 8 × 8 matrices of 16-bit values, the
+/// rows of matrix `m` at the shared-window addresses that lanes `8m..8m+8` pass (16-byte aligned,
+/// 8 values each). Lane `l` gets in register `m` the pair at row `l / 4`, columns `2(l mod 4)` and
+/// `2(l mod 4) + 1` of matrix `m` (the lower column in the low half): the layout of an `mma` B
+/// fragment when the rows are its `n` and the columns its `k`. Every lane of the warp must call it.
+#[inline(always)]
+pub unsafe fn ldmatrix_x4(a: u32) -> [u32; 4] {
+    let (x, y, z, w): (u32, u32, u32, u32);
+    unsafe {
+        asm!("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {{{x}, {y}, {z}, {w}}}, [{a}];",
+             x = out(reg32) x, y = out(reg32) y, z = out(reg32) z, w = out(reg32) w, a = in(reg32) a,
+             options(readonly, nostack, preserves_flags));
+    }
+    [x, y, z, w]
+}
+
+/// [`ldmatrix_x4`] transposed (`.trans`): lane `l` gets in register `m` the values at rows
+/// `2(l mod 4)` and `2(l mod 4) + 1` of column `l / 4` of matrix `m`: the layout of an `mma` B
+/// fragment when the rows are its `k` and the columns its `n`.
+#[inline(always)]
+pub unsafe fn ldmatrix_x4_trans(a: u32) -> [u32; 4] {
+    let (x, y, z, w): (u32, u32, u32, u32);
+    unsafe {
+        asm!("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {{{x}, {y}, {z}, {w}}}, [{a}];",
+             x = out(reg32) x, y = out(reg32) y, z = out(reg32) z, w = out(reg32) w, a = in(reg32) a,
+             options(readonly, nostack, preserves_flags));
+    }
+    [x, y, z, w]
+}
+
 /// `cp.async.cg.shared.global` (sm_80+): copies 16 bytes from global `src` to shared-window
 /// address `dst` (both 16-byte aligned) without going through registers; with `bytes = 0` it
 /// reads nothing and writes 16 zero bytes. Completes at [`cp_async_wait`] after

@@ -15,24 +15,69 @@
 //! keep ~16 bits: relative error ~1e-5 where plain bf16 gives ~1e-2.
 //!
 //! Work split: a block takes 64 query rows of one head (its 4 warps 16 rows each; the `mma`
-//! fragments as in `matmul.rs`); key/value tiles of 32 positions go through two shared-memory
-//! stages filled by `cp.async` (f32, split into bf16 halves as fragments are read), the next
-//! tile's copy in flight while the current one is multiplied. Tiles past a warp's last row are
+//! fragments as in `matmul.rs`). Every operand is split into bf16 halves once, not by every warp
+//! that reads it: each warp stores its query rows split into shared memory at the start; each
+//! key/value tile of 32 positions is loaded by all threads (f32, 16-byte loads into registers)
+//! while the warps multiply the tile before it, then stored split into the other of two
+//! shared-memory buffers of `hi` and `lo` planes. The warps read their `mma` fragments from the
+//! planes with `ldmatrix` (V transposed). One barrier a tile. Tiles past a warp's last row are
 //! skipped; the diagonal tile is masked.
 //!
 //! Layout: `q`, `out` `[tokens, heads·d]` f32; caches as in `kv_layout.rs`; `pos0` in device
 //! memory. Launch: grid `(ceil(tokens / 64), heads, 1)` (block `x` takes the query tiles from the
 //! last, the longest, down), block `(128, 1, 1)`, dynamic shared memory
-//! [`flash_shared_bytes`]`(d)` (above 48 KiB for d = 128: the host raises the kernel's limit).
+//! [`flash_shared_bytes`](crate::launch_shapes::flash_shared_bytes)`(d)` (above 48 KiB: the host
+//! raises the kernel's limit).
 //! sm_80 or newer. CPU twin: `host::cpu::ops::attention`.
 
 use crate::device::*;
 use crate::kv_layout::kv_cache_offset;
-use crate::launch_shapes::{FLASH_KEYS, FLASH_ROWS, flash_k_stride, flash_shared_bytes, flash_v_stride};
+use crate::launch_shapes::{FLASH_KEYS, FLASH_ROWS, flash_plane_bytes, flash_row_stride};
 
-/// Most `d/16` (k steps of `Q·Kᵀ`) and `d/8` (column tiles of the output) for d ≤ 128.
-const MAX_KSTEPS: usize = 8;
+/// Most `d/8` (column tiles of the output) for d ≤ 128.
 const MAX_NTILES: usize = 16;
+/// Threads of a block, and the most 16-byte pieces of a K or a V tile one thread loads (d ≤ 128).
+const THREADS: usize = 128;
+const MAX_PIECES: usize = FLASH_KEYS * 128 / 4 / THREADS;
+
+/// This thread's pieces of a K or V tile: the 16-byte pieces `tid + 128i` of the tile's
+/// `FLASH_KEYS × D` values, at rows `tid / (D/4) + i·512/D` and columns `4·(tid mod D/4)`.
+/// Returns the first row and the column.
+#[inline(always)]
+fn tile_piece<const D: usize>(tid: usize) -> (usize, usize) {
+    (tid / (D / 4), tid % (D / 4) * 4)
+}
+
+/// This thread's pieces of tile `j` (positions `32j..32j + 32`) of one head's K or V cache rows
+/// into registers; positions from `keys` on (not seen by the block, maybe never written) as zeros.
+#[inline(always)]
+unsafe fn load_tile<const D: usize>(r: &mut [[f32; 4]; MAX_PIECES], head: *const f32, j: usize, keys: usize, tid: usize) {
+    let (row, col) = tile_piece::<D>(tid);
+    let at = unsafe { head.add((FLASH_KEYS * j + row) * D + col) };
+    for i in 0..FLASH_KEYS * D / 4 / THREADS {
+        let rows = i * 4 * THREADS / D;
+        r[i] = if FLASH_KEYS * j + row + rows < keys { unsafe { load_v4_f32(at.add(rows * D)) } } else { [0.0; 4] };
+    }
+}
+
+/// Stores the pieces [`load_tile`] loaded, split into bf16 halves, into the shared-memory planes
+/// `hi` and `hi + plane` (`FLASH_KEYS` rows, [`flash_row_stride`] apart).
+#[inline(always)]
+unsafe fn store_tile<const D: usize>(r: &[[f32; 4]; MAX_PIECES], hi: u32, tid: usize) {
+    let (stride, plane) = (flash_row_stride(D), flash_plane_bytes(D) as u32);
+    let (row, col) = tile_piece::<D>(tid);
+    let at = hi + ((row * stride + col) * 2) as u32;
+    for i in 0..FLASH_KEYS * D / 4 / THREADS {
+        let rows = i * 4 * THREADS / D;
+        let v = r[i];
+        let ((h0, l0), (h1, l1)) = (split_bf16x2(v[0], v[1]), split_bf16x2(v[2], v[3]));
+        let at = at + (rows * stride * 2) as u32;
+        unsafe {
+            store_shared_v2_u32(at, [h0, h1]);
+            store_shared_v2_u32(at + plane, [l0, l1]);
+        }
+    }
+}
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -49,8 +94,7 @@ unsafe fn flash_attention<const D: usize>(
     tokens: u32,
 ) {
     let (heads, kv_heads, tokens, max_seq) = (heads as usize, kv_heads as usize, tokens as usize, max_seq as usize);
-    let (ks, vs) = (flash_k_stride(D), flash_v_stride(D));
-    let stage = flash_shared_bytes(D) / 2;
+    let (stride, plane) = (flash_row_stride(D), flash_plane_bytes(D));
     let t0 = (grid_dim_x() - 1 - block_x()) as usize * FLASH_ROWS;
     let h = block_y() as usize;
     let kvh = h / (heads / kv_heads);
@@ -69,147 +113,176 @@ unsafe fn flash_attention<const D: usize>(
     let head_at = kv_cache_offset(layer as usize, kvh, 0, kv_heads, max_seq, D);
     let (k_head, v_head) = unsafe { (k_cache.add(head_at), v_cache.add(head_at)) };
 
-    // This warp's query fragments, scaled by log2(e)/√d and split: `qh[j]`, `ql[j]` cover
-    // columns 16j..16j+16 of rows r0 + g and r0 + g + 8 (zeros past the last token).
+    // This warp's 16 query rows, scaled by log2(e)/√d and split, into the Q planes (rows
+    // 16·warp..16·warp + 16; zeros past the last token) in the layout of `mma` A fragments: lane
+    // (g, t) stores columns 16j + 2t (+ 8) of rows g and g + 8. Only this warp reads them back.
     let scale = core::f32::consts::LOG2_E / sqrt(D as f32);
-    let mut qh = [[0u32; 4]; MAX_KSTEPS];
-    let mut ql = [[0u32; 4]; MAX_KSTEPS];
+    let q_plane = (FLASH_ROWS * stride * 2) as u32;
+    let kv_base = base + 2 * q_plane;
     for j in 0..D / 16 {
         for i in 0..4 {
-            let row = r0 + g + (i & 1) * 8;
-            let col = 16 * j + 2 * t + (i >> 1) * 8;
-            if row < tokens {
-                let at = unsafe { q.add((row * heads + h) * D + col) };
-                let (a, b) = unsafe { (*at * scale, *at.add(1) * scale) };
-                (qh[j][i], ql[j][i]) = split_bf16x2(a, b);
+            let (row, col) = (g + (i & 1) * 8, 16 * j + 2 * t + (i >> 1) * 8);
+            let (mut a, mut b) = (0.0, 0.0);
+            if r0 + row < tokens {
+                let at = unsafe { q.add(((r0 + row) * heads + h) * D + col) };
+                (a, b) = unsafe { (*at * scale, *at.add(1) * scale) };
+            }
+            let (hi, lo) = split_bf16x2(a, b);
+            let at = base + (((16 * warp + row) * stride + col) * 2) as u32;
+            unsafe {
+                store_shared_u32(at, hi);
+                store_shared_u32(at + q_plane, lo);
             }
         }
     }
-
-    // Starts copying key/value tile `j` (positions 32j..32j+32) into stage `s`; positions the
-    // block does not see are zero-filled.
-    let fill = |j: usize, s: usize| {
-        let pieces = FLASH_KEYS * D / 4; // 16-byte pieces of each of K and V
-        let mut i = tid;
-        while i < pieces {
-            let (pos, col) = (i / (D / 4), i % (D / 4) * 4);
-            let sp = FLASH_KEYS * j + pos;
-            let ok = sp < keys;
-            let from = if ok { sp * D + col } else { 0 };
-            let bytes = if ok { 16 } else { 0 };
-            let k_dst = base + (s * stage + (pos * ks + col) * 4) as u32;
-            let v_dst = base + (s * stage + FLASH_KEYS * ks * 4 + (pos * vs + col) * 4) as u32;
-            unsafe {
-                cp_async_16(k_dst, k_head.add(from) as *const u8, bytes);
-                cp_async_16(v_dst, v_head.add(from) as *const u8, bytes);
-            }
-            i += 128;
-        }
-    };
+    // Each lane's row address for `ldmatrix`: K rows 8n + (lane mod 8), columns 8·(lane / 8) of a
+    // 32-column step (four matrices: two k steps of two halves); V rows (keys) lane mod 16,
+    // columns 8·(lane / 16) of a 16-column step (transposed: two keys halves of two column tiles).
+    // Q (A fragments) as V: rows lane mod 16, columns 8·(lane / 16) of a 16-column step.
+    let k_lane = (((lane % 8) * stride + 8 * (lane / 8)) * 2) as u32;
+    let v_lane = (((lane % 16) * stride + 8 * (lane / 16)) * 2) as u32;
+    let q_hi = base + ((16 * warp * stride * 2) as u32) + v_lane;
 
     let mut o = [[0.0f32; 4]; MAX_NTILES];
     let (mut m, mut l) = ([f32::NEG_INFINITY; 2], [0.0f32; 2]); // rows g and g + 8
 
-    fill(0, 0);
-    cp_async_commit();
-    for j in 0..tiles {
-        cp_async_wait::<0>();
-        sync_threads();
-        if j + 1 < tiles {
-            fill(j + 1, (j + 1) % 2);
-        }
-        cp_async_commit();
-        let kb = FLASH_KEYS * j;
-        if kb >= warp_keys {
-            continue; // every key of this tile is after this warp's rows (no barrier below)
-        }
-        let k_at = |pos: usize, col: usize| base + ((j % 2) * stage + (pos * ks + col) * 4) as u32;
-        let v_at = |pos: usize, col: usize| base + ((j % 2) * stage + FLASH_KEYS * ks * 4 + (pos * vs + col) * 4) as u32;
-
-        // S = Q·Kᵀ for the warp's 16 rows × 32 keys (4 tiles of 8 keys).
-        let mut sc = [[0.0f32; 4]; 4];
-        for (n, s) in sc.iter_mut().enumerate() {
-            for jj in 0..D / 16 {
-                let (k0, k1) = unsafe {
-                    (
-                        load_shared_v2_f32(k_at(8 * n + g, 16 * jj + 2 * t)),
-                        load_shared_v2_f32(k_at(8 * n + g, 16 * jj + 2 * t + 8)),
-                    )
-                };
-                let ((h0, l0), (h1, l1)) = (split_bf16x2(k0[0], k0[1]), split_bf16x2(k1[0], k1[1]));
-                mma_bf16(s, qh[jj], [h0, h1]);
-                mma_bf16(s, qh[jj], [l0, l1]);
-                mma_bf16(s, ql[jj], [h0, h1]);
+    // Buffer b's planes: K hi, K lo, V hi, V lo. The next tile's K and V are loaded a step
+    // ahead; for d = 128 (which has no registers to spare for both) V only after this step's Q·Kᵀ.
+    let whole = D <= 64;
+    let k_plane = |b: usize| kv_base + (4 * b * plane) as u32;
+    let v_plane = |b: usize| kv_base + ((4 * b + 2) * plane) as u32;
+    let (mut nk, mut nv) = ([[0.0f32; 4]; MAX_PIECES], [[0.0f32; 4]; MAX_PIECES]);
+    unsafe {
+        load_tile::<D>(&mut nk, k_head, 0, keys, tid);
+        load_tile::<D>(&mut nv, v_head, 0, keys, tid);
+        store_tile::<D>(&nk, k_plane(0), tid);
+        store_tile::<D>(&nv, v_plane(0), tid);
+        if tiles > 1 {
+            load_tile::<D>(&mut nk, k_head, 1, keys, tid);
+            if whole {
+                load_tile::<D>(&mut nv, v_head, 1, keys, tid);
             }
         }
-        // Causal mask: key kb + 8n + 2t + (i & 1) against row r0 + g + 8·(i ≥ 2).
-        if kb + FLASH_KEYS > p0 + r0 + 1 {
-            for (n, s) in sc.iter_mut().enumerate() {
-                for (i, v) in s.iter_mut().enumerate() {
-                    let key = kb + 8 * n + 2 * t + (i & 1);
-                    let row = r0 + g + if i >= 2 { 8 } else { 0 };
-                    if key > p0 + row {
-                        *v = f32::NEG_INFINITY;
+    }
+    sync_threads();
+    for j in 0..tiles {
+        let kb = FLASH_KEYS * j;
+        // Every key of this tile is after this warp's rows: only the split of the next one.
+        let active = kb < warp_keys;
+        let (b, nb) = (j % 2, (j + 1) % 2);
+        let (k_hi, k_lo) = (k_plane(b) + k_lane, k_plane(b) + plane as u32 + k_lane);
+        let (v_hi, v_lo) = (v_plane(b) + v_lane, v_plane(b) + plane as u32 + v_lane);
+
+        // S = Q·Kᵀ for the warp's 16 rows × 32 keys (4 tiles of 8 keys), 32 columns of Q at a time.
+        let mut sc = [[0.0f32; 4]; 4];
+        if active {
+            for jp in 0..D / 32 {
+                let mut qh = [[0u32; 4]; 2];
+                let mut ql = [[0u32; 4]; 2];
+                for half in 0..2 {
+                    let at = q_hi + (32 * jp + 16 * half) as u32 * 2;
+                    unsafe { (qh[half], ql[half]) = (ldmatrix_x4(at), ldmatrix_x4(at + q_plane)) };
+                }
+                for (n, s) in sc.iter_mut().enumerate() {
+                    let at = ((8 * n * stride + 32 * jp) * 2) as u32;
+                    let (h, lo) = unsafe { (ldmatrix_x4(k_hi + at), ldmatrix_x4(k_lo + at)) };
+                    for half in 0..2 {
+                        let x = 2 * half;
+                        mma_bf16(s, qh[half], [h[x], h[x + 1]]);
+                        mma_bf16(s, qh[half], [lo[x], lo[x + 1]]);
+                        mma_bf16(s, ql[half], [h[x], h[x + 1]]);
                     }
                 }
             }
         }
-        // Online softmax. Each row's 32 scores sit in the 4 lanes of a quad (8 each).
-        let mut mx = [f32::NEG_INFINITY; 2];
-        for s in &sc {
-            mx[0] = mx[0].max(s[0]).max(s[1]);
-            mx[1] = mx[1].max(s[2]).max(s[3]);
-        }
-        let mut corr = [0.0f32; 2];
-        for r in 0..2 {
-            mx[r] = mx[r].max(shfl_xor(mx[r], 1));
-            mx[r] = mx[r].max(shfl_xor(mx[r], 2));
-            let m_new = m[r].max(mx[r]); // finite: key 0 of tile 0 is before every row
-            corr[r] = exp2(m[r] - m_new);
-            m[r] = m_new;
-            l[r] *= corr[r];
-        }
-        for n in 0..D / 8 {
-            o[n][0] *= corr[0];
-            o[n][1] *= corr[0];
-            o[n][2] *= corr[1];
-            o[n][3] *= corr[1];
-        }
-        for s in sc.iter_mut() {
-            for (i, v) in s.iter_mut().enumerate() {
-                *v = exp2(*v - m[i / 2]);
-                l[i / 2] += *v;
+        // The other buffer was last read in step j − 1, before the barrier that ended it.
+        if !whole && j + 1 < tiles {
+            unsafe {
+                store_tile::<D>(&nk, k_plane(nb), tid);
+                load_tile::<D>(&mut nv, v_head, j + 1, keys, tid);
             }
         }
-        // P as the A operand of P·V: keys 16c..16c+16 are score tiles 2c and 2c + 1.
-        let mut ph = [[0u32; 4]; 2];
-        let mut pl = [[0u32; 4]; 2];
-        for c in 0..2 {
-            let (a, b) = (sc[2 * c], sc[2 * c + 1]);
-            (ph[c][0], pl[c][0]) = split_bf16x2(a[0], a[1]);
-            (ph[c][1], pl[c][1]) = split_bf16x2(a[2], a[3]);
-            (ph[c][2], pl[c][2]) = split_bf16x2(b[0], b[1]);
-            (ph[c][3], pl[c][3]) = split_bf16x2(b[2], b[3]);
-        }
-        // o += P·V: output columns 8n..8n+8, keys in two steps of 16.
-        for n in 0..D / 8 {
+        if active {
+            // Causal mask: key kb + 8n + 2t + (i & 1) against row r0 + g + 8·(i ≥ 2).
+            if kb + FLASH_KEYS > p0 + r0 + 1 {
+                for (n, s) in sc.iter_mut().enumerate() {
+                    for (i, v) in s.iter_mut().enumerate() {
+                        let key = kb + 8 * n + 2 * t + (i & 1);
+                        let row = r0 + g + if i >= 2 { 8 } else { 0 };
+                        if key > p0 + row {
+                            *v = f32::NEG_INFINITY;
+                        }
+                    }
+                }
+            }
+            // Online softmax. Each row's 32 scores sit in the 4 lanes of a quad (8 each).
+            let mut mx = [f32::NEG_INFINITY; 2];
+            for s in &sc {
+                mx[0] = mx[0].max(s[0]).max(s[1]);
+                mx[1] = mx[1].max(s[2]).max(s[3]);
+            }
+            let mut corr = [0.0f32; 2];
+            for r in 0..2 {
+                mx[r] = mx[r].max(shfl_xor(mx[r], 1));
+                mx[r] = mx[r].max(shfl_xor(mx[r], 2));
+                let m_new = m[r].max(mx[r]); // finite: key 0 of tile 0 is before every row
+                corr[r] = exp2(m[r] - m_new);
+                m[r] = m_new;
+                l[r] *= corr[r];
+            }
+            for n in 0..D / 8 {
+                o[n][0] *= corr[0];
+                o[n][1] *= corr[0];
+                o[n][2] *= corr[1];
+                o[n][3] *= corr[1];
+            }
+            for s in sc.iter_mut() {
+                for (i, v) in s.iter_mut().enumerate() {
+                    *v = exp2(*v - m[i / 2]);
+                    l[i / 2] += *v;
+                }
+            }
+            // P as the A operand of P·V: keys 16c..16c+16 are score tiles 2c and 2c + 1.
+            let mut ph = [[0u32; 4]; 2];
+            let mut pl = [[0u32; 4]; 2];
             for c in 0..2 {
-                let col = 8 * n + g;
-                let key = 16 * c + 2 * t;
-                let (v0, v1, v2, v3) = unsafe {
-                    (
-                        load_shared_f32(v_at(key, col)),
-                        load_shared_f32(v_at(key + 1, col)),
-                        load_shared_f32(v_at(key + 8, col)),
-                        load_shared_f32(v_at(key + 9, col)),
-                    )
-                };
-                let ((h0, l0), (h1, l1)) = (split_bf16x2(v0, v1), split_bf16x2(v2, v3));
-                mma_bf16(&mut o[n], ph[c], [h0, h1]);
-                mma_bf16(&mut o[n], ph[c], [l0, l1]);
-                mma_bf16(&mut o[n], pl[c], [h0, h1]);
+                let (a, b) = (sc[2 * c], sc[2 * c + 1]);
+                (ph[c][0], pl[c][0]) = split_bf16x2(a[0], a[1]);
+                (ph[c][1], pl[c][1]) = split_bf16x2(a[2], a[3]);
+                (ph[c][2], pl[c][2]) = split_bf16x2(b[0], b[1]);
+                (ph[c][3], pl[c][3]) = split_bf16x2(b[2], b[3]);
+            }
+            // o += P·V: output columns 8n..8n+8 two tiles at a time, keys in two steps of 16.
+            for np in 0..D / 16 {
+                for c in 0..2 {
+                    let at = ((16 * c * stride + 16 * np) * 2) as u32;
+                    let (h, lo) = unsafe { (ldmatrix_x4_trans(v_hi + at), ldmatrix_x4_trans(v_lo + at)) };
+                    for half in 0..2 {
+                        let (x, n) = (2 * half, 2 * np + half);
+                        mma_bf16(&mut o[n], ph[c], [h[x], h[x + 1]]);
+                        mma_bf16(&mut o[n], ph[c], [lo[x], lo[x + 1]]);
+                        mma_bf16(&mut o[n], pl[c], [h[x], h[x + 1]]);
+                    }
+                }
             }
         }
+        // Tile j + 1 split into the other buffer, tile j + 2 into registers; the barrier makes
+        // the split tile visible (and ends every warp's reads of this one).
+        if j + 1 < tiles {
+            unsafe {
+                if whole {
+                    store_tile::<D>(&nk, k_plane(nb), tid);
+                }
+                store_tile::<D>(&nv, v_plane(nb), tid);
+                if j + 2 < tiles {
+                    load_tile::<D>(&mut nk, k_head, j + 2, keys, tid);
+                    if whole {
+                        load_tile::<D>(&mut nv, v_head, j + 2, keys, tid);
+                    }
+                }
+            }
+        }
+        sync_threads();
     }
 
     // Each row's normaliser is split over its quad.

@@ -87,17 +87,19 @@ pub const WG_TILE_ELEMS: usize = WG_TOKENS * WG_ROWS;
 /// Query rows of one `attention_prefill_tc_*` block (4 warps of 16) and keys of one K/V tile.
 pub const FLASH_ROWS: usize = 64;
 pub const FLASH_KEYS: usize = 32;
-/// Row strides (f32) of the K and V tiles in shared memory: K padded by 8 so that each half-warp's
-/// 64-bit fragment reads (`(ks·g + 2t) mod 32`) and V by 4 so that its 32-bit reads
-/// (`(vs·2t + g) mod 32`) fall on different banks; rows stay 16-byte aligned for `cp.async`.
-pub const fn flash_k_stride(head_dim: usize) -> usize {
+/// Row stride (bf16 values) of the K and V tiles in shared memory: padded by 8 so that the eight
+/// 16-byte rows one `ldmatrix` phase reads (`head_dim + 8` values apart: 4 banks on) fall on
+/// different banks; rows stay 16-byte aligned.
+pub const fn flash_row_stride(head_dim: usize) -> usize {
     head_dim + 8
 }
-pub const fn flash_v_stride(head_dim: usize) -> usize {
-    head_dim + 4
+/// Bytes of one bf16 plane of a K or V tile (`FLASH_KEYS` rows) in shared memory.
+pub const fn flash_plane_bytes(head_dim: usize) -> usize {
+    FLASH_KEYS * flash_row_stride(head_dim) * 2
 }
-/// Dynamic shared memory of `attention_prefill_tc_*`: two stages of a K and a V tile (f32):
-/// 35,840 bytes for head_dim 64, 68,608 for 128.
+/// Dynamic shared memory of `attention_prefill_tc_*`: the block's query rows and two buffers of a
+/// K and a V tile, each split into a bf16 `hi` and `lo` plane: 55,296 bytes for head_dim 64,
+/// 104,448 for 128 (above the 48 KiB default: the host raises the kernel's limit).
 pub const fn flash_shared_bytes(head_dim: usize) -> usize {
-    2 * FLASH_KEYS * (flash_k_stride(head_dim) + flash_v_stride(head_dim)) * 4
+    2 * FLASH_ROWS * flash_row_stride(head_dim) * 2 + 2 * 4 * flash_plane_bytes(head_dim)
 }

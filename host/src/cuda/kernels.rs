@@ -119,7 +119,7 @@ fn matmul_splits(tiling: &ProductTiling, rows: usize, cols: usize, tokens: usize
 }
 
 /// Allows the kernels that use more than the 48 KiB of dynamic shared memory a launch gets by
-/// default (`matmul_wgmma`, where the PTX has it; the head_dim-128 flash attention) what their
+/// default (`matmul_wgmma`, where the PTX has it; the flash attention) what their
 /// launches ask for: once, when the module is loaded, instead of before every launch.
 pub(super) fn allow_large_shared(module: &Module) -> Result<()> {
     let kernels = [
