@@ -361,6 +361,16 @@ pub unsafe fn load_v4_f32(p: *const f32) -> [f32; 4] {
     [a, b, c, d]
 }
 
+/// 16-byte store of four f32 (`st.global.v4.f32`). `p` must be 16-byte aligned.
+#[inline(always)]
+pub unsafe fn store_v4_f32(p: *mut f32, v: [f32; 4]) {
+    unsafe {
+        asm!("st.global.v4.f32 [{p}], {{{a}, {b}, {c}, {d}}};", p = in(reg64) p,
+             a = in(reg32) v[0], b = in(reg32) v[1], c = in(reg32) v[2], d = in(reg32) v[3],
+             options(nostack, preserves_flags));
+    }
+}
+
 /// The two bf16 values packed in a little-endian `u32`: (element 2i, element 2i+1).
 #[inline(always)]
 pub fn bf16x2_to_f32(w: u32) -> (f32, f32) {

@@ -10,8 +10,10 @@
 //!
 //! Layout: `qkv` `[tokens, (heads + 2·kv_heads)·d]` f32, each row the token's queries, keys and
 //! values side by side (what one product with the stacked q/k/v weight gives); `q`
-//! `[tokens, heads·d]` f32; caches as in `kv_layout.rs`.
-//! Launch: grid `(tokens, heads + kv_heads, 1)`, block `(64, 1, 1)` (threads stride over `d/2`).
+//! `[tokens, heads·d]` f32; caches as in `kv_layout.rs`. `d` a multiple of 8.
+//! Launch: grid `(tokens, 1, 1)`, block `(128, 1, 1)`: a block takes a token, its threads the
+//! token's work items in turn, each four rotations of one head (16-byte loads and stores of
+//! elements `i..i+4` and `i+d/2..i+d/2+4`) or four values of one value head.
 //! CPU twin: `host::cpu::ops::rope` and the cache copy in `CpuEngine::forward_tokens`.
 
 use crate::device::*;
@@ -33,43 +35,43 @@ pub unsafe extern "ptx-kernel" fn rope_kv_write(
     pos0: *const u32,
 ) {
     let t = block_x() as usize;
-    let hh = block_y();
-    let d = head_dim as usize;
-    let half = d / 2;
+    let (heads, kv_heads, d) = (heads as usize, kv_heads as usize, head_dim as usize);
+    let (half, max_seq) = (d / 2, max_seq as usize);
     let pos = unsafe { *pos0 } as usize + t;
-    if pos >= max_seq as usize {
+    if pos >= max_seq {
         return; // the host checks this; never index past the tables and the cache
     }
     let (cos, sin) = unsafe { (cos.add(pos * half), sin.add(pos * half)) };
-    let (heads, kv_heads) = (heads as usize, kv_heads as usize);
     let row = unsafe { qkv.add(t * (heads + 2 * kv_heads) * d) };
-    let mut i = thread_x() as usize;
-    if (hh as usize) < heads {
-        let x = unsafe { row.add(hh as usize * d) };
-        let y = unsafe { q.add((t * heads + hh as usize) * d) };
-        while i < half {
+    // Work items: (heads + kv_heads)·d/8 rotations of four pairs, then kv_heads·d/4 value copies.
+    let rotations = (heads + kv_heads) * (half / 4);
+    let items = rotations + kv_heads * (d / 4);
+    let mut w = thread_x() as usize;
+    while w < items {
+        if w < rotations {
+            let (hh, i) = (w / (half / 4), w % (half / 4) * 4);
+            let dst = if hh < heads {
+                unsafe { q.add((t * heads + hh) * d) }
+            } else {
+                unsafe { k_cache.add(kv_cache_offset(layer as usize, hh - heads, pos, kv_heads, max_seq, d)) }
+            };
             unsafe {
-                let (a, b) = (*x.add(i), *x.add(i + half));
-                let (c, s) = (*cos.add(i), *sin.add(i));
-                *y.add(i) = a * c - b * s;
-                *y.add(i + half) = b * c + a * s;
+                let x = row.add(hh * d + i);
+                let (a, b) = (load_v4_f32(x), load_v4_f32(x.add(half)));
+                let (c, s) = (load_v4_f32(cos.add(i)), load_v4_f32(sin.add(i)));
+                let (mut lo, mut hi) = ([0.0f32; 4], [0.0f32; 4]);
+                for e in 0..4 {
+                    lo[e] = a[e] * c[e] - b[e] * s[e];
+                    hi[e] = b[e] * c[e] + a[e] * s[e];
+                }
+                store_v4_f32(dst.add(i), lo);
+                store_v4_f32(dst.add(i + half), hi);
             }
-            i += block_dim_x() as usize;
+        } else {
+            let (g, i) = ((w - rotations) / (d / 4), (w - rotations) % (d / 4) * 4);
+            let dst = kv_cache_offset(layer as usize, g, pos, kv_heads, max_seq, d);
+            unsafe { store_v4_f32(v_cache.add(dst + i), load_v4_f32(row.add((heads + kv_heads + g) * d + i))) };
         }
-    } else {
-        let g = hh as usize - heads;
-        let (k, v) = unsafe { (row.add((heads + g) * d), row.add((heads + kv_heads + g) * d)) };
-        let dst = kv_cache_offset(layer as usize, g, pos, kv_heads, max_seq as usize, d);
-        while i < half {
-            unsafe {
-                let (a, b) = (*k.add(i), *k.add(i + half));
-                let (c, s) = (*cos.add(i), *sin.add(i));
-                *k_cache.add(dst + i) = a * c - b * s;
-                *k_cache.add(dst + i + half) = b * c + a * s;
-                *v_cache.add(dst + i) = *v.add(i);
-                *v_cache.add(dst + i + half) = *v.add(i + half);
-            }
-            i += block_dim_x() as usize;
-        }
+        w += block_dim_x() as usize;
     }
 }

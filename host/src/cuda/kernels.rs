@@ -266,13 +266,16 @@ impl Gpu {
     ) -> Result<()> {
         let f = self.function("rope_kv_write")?;
         let s = &self.stream;
-        let grid = GridSize::xy(u32_of("tokens", tokens)?, u32_of("heads", heads + kv.kv_heads)?);
-        let (h, g, d) = (heads as u32, kv.kv_heads as u32, kv.head_dim as u32);
+        if !kv.head_dim.is_multiple_of(8) {
+            return Err(Error::Cuda(format!("rope_kv_write needs head_dim a multiple of 8, not {}", kv.head_dim)));
+        }
+        let grid = GridSize::x(u32_of("tokens", tokens)?);
+        let (h, g, d) = (u32_of("heads", heads)?, kv.kv_heads as u32, kv.head_dim as u32);
         let (l, m, p) = (layer as u32, u32_of("max_seq", kv.max_seq)?, pos0);
         unsafe {
             cuda(
                 "rope_kv_write",
-                launch!(f<<<grid, BlockSize::x(64), 0, s>>>(q, qkv, k_cache, v_cache, cos, sin, h, g, d, l, m, p)),
+                launch!(f<<<grid, BlockSize::x(128), 0, s>>>(q, qkv, k_cache, v_cache, cos, sin, h, g, d, l, m, p)),
             )
         }
     }
