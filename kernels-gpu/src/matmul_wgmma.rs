@@ -10,8 +10,10 @@
 //! requests (its 64 × 64 tiles read every activation once per 64 weight rows, every weight once
 //! per 64 tokens, and each `cp.async.cg` of 16 bytes costs about a request) and by issue slots
 //! (32 `mma.sync` a K step, each activation split by two warps). Here a block's 128 × 128 tile
-//! halves the L2 bytes of each product, `cp.async.ca` lets L1 merge a warp's copies into whole-line
-//! requests, and a K step of 32 is four `wgmma` instructions a warpgroup, each multiplying a 64 × 16
+//! halves the L2 bytes of each product, the weights' `cp.async.ca` lets L1 merge a warp's copies
+//! into whole-line requests (the activations, twice the bytes, go by `cp.async.cg`: through L1 too
+//! they kept it 83 % busy, the kernel's limit in ncu, and the 2,048-token prompt took 5 % longer),
+//! and a K step of 32 is four `wgmma` instructions a warpgroup, each multiplying a 64 × 16
 //! slice of split activations (split once, in registers) by 128 weight rows read by the tensor
 //! cores straight from shared memory. It pays on large products only (the host's `wgmma_pays`):
 //! on short ones its bigger tiles leave the GPU emptier.
@@ -91,7 +93,7 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
         if interior && k0 + WG_K <= cols {
             for i in 0..X_PIECES {
                 let (_, src, dst) = x_rows[i];
-                unsafe { cp_async_16_ca(base + stage + dst, src.wrapping_add(k0) as *const u8) };
+                unsafe { cp_async_16(base + stage + dst, src.wrapping_add(k0) as *const u8, 16) };
             }
             for i in 0..W_PIECES {
                 let (_, src, dst) = w_rows[i];
