@@ -121,7 +121,7 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
     // plane on, the next 8 rows 128 bytes on.
     let xf = base + x_at(16 * warp + g, 2 * t) as u32;
     let mut acc = [0.0f32; 64];
-    let mut multiply = |stage: u32| {
+    let multiply = |stage: u32| {
         let mut a = [[[0u32; 4]; 2]; 2];
         for (h, ah) in a.iter_mut().enumerate() {
             for q in 0..4 {
