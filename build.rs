@@ -92,6 +92,12 @@ fn main() {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
+        // The kernel crate's own warnings would vanish with its captured output: pass them on
+        // (each `warning:` line and the `-->` line that places it).
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for line in stderr.lines().filter(|l| l.starts_with("warning") || l.trim_start().starts_with("-->")) {
+            println!("cargo:warning=kernels-gpu ({arch}): {}", line.trim());
+        }
         let built = target_dir.join(TARGET).join("release").join("kernels_gpu.ptx");
         let dest = out_dir.join(format!("kernels_{arch}.ptx"));
         if let Err(e) = std::fs::copy(&built, &dest) {
