@@ -166,6 +166,15 @@ pub unsafe fn load_shared_v2_f32(a: u32) -> [f32; 2] {
     [x, y]
 }
 
+/// `v`, through an asm block the compiler must run where it stands (no `pure`): values derived
+/// from it are worked out there, not hoisted out of a loop into registers kept across it.
+#[inline(always)]
+pub fn opaque_usize(v: usize) -> usize {
+    let r: usize;
+    unsafe { asm!("mov.b64 {r}, {v};", r = out(reg64) r, v = in(reg64) v, options(nomem, nostack, preserves_flags)) };
+    r
+}
+
 /// `st.shared.u32` at shared-window address `a`.
 #[inline(always)]
 pub unsafe fn store_shared_u32(a: u32, v: u32) {
@@ -222,18 +231,6 @@ pub unsafe fn cp_async_16(dst: u32, src: *const u8, bytes: u32) {
     unsafe {
         asm!("cp.async.cg.shared.global [{d}], [{s}], 16, {n};", d = in(reg32) dst, s = in(reg64) src,
              n = in(reg32) bytes, options(nostack, preserves_flags));
-    }
-}
-
-/// `cp.async.ca.shared.global` (sm_80+): copies 16 bytes from global `src` to shared-window
-/// address `dst` (both 16-byte aligned) through L1, which merges a warp's copies of one 128-byte
-/// line into one L2 request (`.cg` sends about one request a sector: on an H100, `matmul_wgmma`'s
-/// fills made 2.4 times as many L2 requests with it). Completes as [`cp_async_16`].
-#[inline(always)]
-pub unsafe fn cp_async_16_ca(dst: u32, src: *const u8) {
-    unsafe {
-        asm!("cp.async.ca.shared.global [{d}], [{s}], 16;", d = in(reg32) dst, s = in(reg64) src,
-             options(nostack, preserves_flags));
     }
 }
 
@@ -523,15 +520,16 @@ pub fn fence_proxy_async_shared() {
     unsafe { asm!("fence.proxy.async.shared::cta;", options(nostack, preserves_flags)) }
 }
 
-/// A `wgmma` shared-memory matrix descriptor (sm_90a) for a K-major bf16 operand stored without
-/// swizzling: core matrices of 8 rows × 16 bytes (8 bf16 of K), each 128 contiguous bytes, the
-/// next core matrix along K `k_stride` bytes on, along the rows (N) `row_stride` bytes on.
-/// Bits: start address / 16 in 0–13, leading (K) byte offset / 16 in 16–29, stride (N) byte
-/// offset / 16 in 32–45, swizzle mode 0 (none) in 62–63.
+/// A `wgmma` shared-memory matrix descriptor (sm_90a) for a K-major bf16 operand in the 128-byte
+/// swizzle layout: rows of 64 bf16 of K, 128 bytes apart, the 16-byte chunk `c` of row `r` at
+/// chunk `c ^ (r mod 8)`, the operand 1,024-byte aligned; `addr` is its start plus the byte offset
+/// of the first K column wanted (a multiple of 32). Bits: start / 16 in 0–13, leading byte offset
+/// 1 (unused), stride byte offset (8 rows: 1,024) / 16 in 32–45, swizzle mode 1 (128 bytes) in
+/// 62–63.
 #[cfg(target_feature = "sm_90a")]
 #[inline(always)]
-pub fn wgmma_desc(addr: u32, k_stride: u32, row_stride: u32) -> u64 {
-    (((addr & 0x3ffff) >> 4) as u64) | (((k_stride >> 4) as u64) << 16) | (((row_stride >> 4) as u64) << 32)
+pub fn wgmma_desc_sw128(addr: u32) -> u64 {
+    (((addr & 0x3ffff) >> 4) as u64) | (1u64 << 16) | ((1024u64 >> 4) << 32) | (1u64 << 62)
 }
 
 /// `d += a·b` for a 64 × 128 tile and 32 of K, on the tensor cores of the whole warpgroup

@@ -67,18 +67,19 @@ pub const TC_TILE_ELEMS: usize = TC_TILE * TC_TILE;
 pub const WG_TOKENS: usize = 128;
 pub const WG_ROWS: usize = 128;
 pub const WG_THREADS: usize = 256;
-pub const WG_K: usize = 32;
-pub const WG_STAGES: usize = 3;
-/// Row stride (f32) of `matmul_wgmma`'s activation tile: as `TC_X_STRIDE`, so that the fragment
-/// reads fall on different banks.
+pub const WG_K: usize = 64;
+pub const WG_STAGES: usize = 2;
+/// Row stride (f32) of `matmul_wgmma`'s activation tile: padded by 8 as `TC_X_STRIDE`, so that the
+/// fragment reads fall on different banks (`(72·g + 2t) mod 32` distinct in each half-warp).
 pub const WG_X_STRIDE: usize = WG_K + 8;
 /// Bytes of one `matmul_wgmma` stage: the activation tile `[WG_TOKENS][WG_X_STRIDE]` f32, then the
-/// weight tile: `WG_K / 8` planes of `WG_ROWS` rows × 16 bytes (8 bf16 of K), plane `p` holding
-/// columns `8p .. 8p + 8` of every row, so that each 8 rows of a plane are one `wgmma` core matrix.
+/// weight tile in `wgmma`'s 128-byte-swizzle K-major layout: row `r`'s 64 bf16 of K in the 128
+/// bytes at `128·r`, its 16-byte chunk `c` at chunk `c ^ (r mod 8)` (the tile 1,024-byte aligned),
+/// so that every row is one global 128-byte line copied to one shared 128-byte line.
 pub const WG_X_BYTES: usize = WG_TOKENS * WG_X_STRIDE * 4;
-pub const WG_PLANE_BYTES: usize = WG_ROWS * 16;
-pub const WG_STAGE_BYTES: usize = WG_X_BYTES + (WG_K / 8) * WG_PLANE_BYTES;
-/// Dynamic shared memory of `matmul_wgmma` (86,016 bytes: above the 48 KiB default, so the host
+pub const WG_W_BYTES: usize = WG_ROWS * WG_K * 2;
+pub const WG_STAGE_BYTES: usize = WG_X_BYTES + WG_W_BYTES;
+/// Dynamic shared memory of `matmul_wgmma` (106,496 bytes: above the 48 KiB default, so the host
 /// raises the kernel's limit; two blocks fit an H100 SM, as do their registers).
 pub const WG_SHARED_BYTES: usize = WG_STAGES * WG_STAGE_BYTES;
 /// Output elements of one `matmul_wgmma` tile.

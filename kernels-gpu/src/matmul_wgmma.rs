@@ -10,16 +10,16 @@
 //! requests (its 64 × 64 tiles read every activation once per 64 weight rows, every weight once
 //! per 64 tokens, and each `cp.async.cg` of 16 bytes costs about a request) and by issue slots
 //! (32 `mma.sync` a K step, each activation split by two warps). Here a block's 128 × 128 tile
-//! halves the L2 bytes of each product, the weights' `cp.async.ca` lets L1 merge a warp's copies
-//! into whole-line requests (the activations, twice the bytes, go by `cp.async.cg`: through L1 too
-//! they kept it 83 % busy, the kernel's limit in ncu, and the 2,048-token prompt took 5 % longer),
-//! and a K step of 32 is four `wgmma` instructions a warpgroup, each multiplying a 64 × 16
-//! slice of split activations (split once, in registers) by 128 weight rows read by the tensor
-//! cores straight from shared memory. It pays on large products only (the host's `wgmma_pays`):
-//! on short ones its bigger tiles leave the GPU emptier.
+//! halves the L2 bytes of each product, and a K step of 64 is eight `wgmma` instructions a
+//! warpgroup, each multiplying a 64 × 16 slice of split activations (split once, in registers)
+//! by 128 weight rows read by the tensor cores straight from shared memory. Every copy moves whole
+//! 128-byte lines past L1 into whole shared lines: the weights in `wgmma`'s 128-byte swizzle
+//! layout, one row's step a line (steps 29–30: the L1/shared-memory pipe was this kernel's limit,
+//! with 5 M bank conflicts in copies of 64 bytes a row spread over four planes). It pays on large
+//! products only (the host's `wgmma_pays`): on short ones its bigger tiles leave the GPU emptier.
 
 use crate::device::*;
-use crate::launch_shapes::{WG_K, WG_PLANE_BYTES, WG_ROWS, WG_STAGE_BYTES, WG_STAGES, WG_TOKENS};
+use crate::launch_shapes::{WG_K, WG_ROWS, WG_STAGE_BYTES, WG_STAGES, WG_TOKENS};
 use crate::launch_shapes::{WG_THREADS, WG_X_BYTES, WG_X_STRIDE};
 use crate::matmul::{k_pipeline, split_k_steps, split_k_sum, store_pair};
 
@@ -32,12 +32,12 @@ const W_PIECES: usize = WG_ROWS * WG_K / 8 / WG_THREADS;
 ///
 /// Tiling: a block (two warpgroups, 8 warps) computes 128 tokens × 128 rows, warp `w` tokens
 /// `16w .. 16w + 16` of it for all 128 rows (so the two warpgroups share each weight tile); each
-/// thread holds 64 accumulators. The K dimension goes 32 columns a step through [`WG_STAGES`]
-/// shared-memory stages that `cp.async` fills ahead of the products (`launch_shapes.rs` has the
-/// stage layout): the activations as f32, read into registers and split into their bf16 halves
-/// there (the A operand of `wgmma` may come from registers); the weights in `wgmma`'s core-matrix
-/// layout, read by the tensor cores from shared memory through a descriptor. Ragged edges load
-/// zeros and store nothing.
+/// thread holds 64 accumulators. The K dimension goes 64 columns a step through [`WG_STAGES`]
+/// shared-memory stages that `cp.async` fills a step ahead of the products (`launch_shapes.rs` has
+/// the stage layout): the activations as f32, read into registers and split into their bf16 halves
+/// there (the A operand of `wgmma` may come from registers); the weights in `wgmma`'s 128-byte
+/// swizzle layout, read by the tensor cores from shared memory through a descriptor. Ragged edges
+/// load zeros and store nothing.
 ///
 /// Split-K, `work` and `counters`: as `matmul_tc`, with tiles of 128 × 128 (16,384 floats a slot).
 ///
@@ -65,74 +65,59 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
     let (g, t, warp) = (lane() as usize / 4, lane() as usize % 4, warp_id() as usize);
     let base = dynamic_shared_addr();
     let x_at = |row: usize, col: usize| (row * WG_X_STRIDE + col) * 4;
-    // Weight row `r`, columns `8p .. 8p + 8` of a step: plane `p`, 16 bytes a row.
-    let w_at = |row: usize, plane: usize| WG_X_BYTES + plane * WG_PLANE_BYTES + row * 16;
+    // Weight row `r`, 16-byte chunk `c` (columns `8c .. 8c + 8`) of a step: the 128-byte swizzle.
+    let w_at = |row: usize, chunk: usize| WG_X_BYTES + row * 128 + ((chunk ^ (row & 7)) * 16);
 
-    // Filling a stage with K step `step`: 128 × 32 activations (1,024 pieces of 16 bytes, 4 per
-    // thread: row `32i + tid/8`, columns `(tid mod 8)·4 ..+ 4`) and 128 × 32 weights (512 pieces,
-    // 2 per thread: plane `lane / 8` of row `64i + 8·warp + lane mod 8`: a warp copies 64
-    // contiguous bytes of each of 8 rows, and each quarter warp writes 8 rows of one plane, 128
-    // contiguous bytes, without bank conflicts). Source rows and destinations worked out once.
-    let (xr, xc) = (tid / 8, tid % 8 * 4);
-    let (wr, wp) = (8 * warp + lane() as usize % 8, lane() as usize / 8);
-    let x_rows: [(bool, *const f32, u32); X_PIECES] = core::array::from_fn(|i| {
-        let row = xr + WG_THREADS / 8 * i;
-        let tr = t0 + row;
-        (tr < tokens, x.wrapping_add(tr * cols + xc), x_at(row, xc) as u32)
-    });
-    let w_rows: [(bool, *const u16, u32); W_PIECES] = core::array::from_fn(|i| {
-        let row = wr + WG_THREADS / 4 * i;
-        let r = r0 + row;
-        (r < rows, w.wrapping_add(r * cols + wp * 8), w_at(row, wp) as u32)
-    });
+    // Filling a stage with K step `step`: 128 × 64 activations (2,048 pieces of 16 bytes, 8 per
+    // thread: row `16i + tid/16`, columns `(tid mod 16)·4 ..+ 4`) and 128 × 64 weights (1,024
+    // pieces, 4 per thread: row `32i + tid/8`, chunk `tid mod 8`): each 8 (or 16) threads copy one
+    // row's 128 (256) contiguous bytes of the step into one shared line (two), past L1.
+    let (xr, xc) = (tid / 16, tid % 16 * 4);
+    let (wr, wc) = (tid / 8, tid % 8);
+    let (x_src, x_dst) = (x.wrapping_add((t0 + xr) * cols + xc), x_at(xr, xc) as u32);
+    let (w_src, w_dst) = (w.wrapping_add((r0 + wr) * cols + wc * 8), w_at(wr, wc) as u32);
     // Interior tiles (every row and token present, the whole step inside `cols`) copy without
     // checks; edges zero-fill what lies outside.
     let interior = t0 + WG_TOKENS <= tokens && r0 + WG_ROWS <= rows;
     let fill = |step: usize, stage: u32| {
         let k0 = step * WG_K;
-        if interior && k0 + WG_K <= cols {
-            for i in 0..X_PIECES {
-                let (_, src, dst) = x_rows[i];
-                unsafe { cp_async_16(base + stage + dst, src.wrapping_add(k0) as *const u8, 16) };
-            }
-            for i in 0..W_PIECES {
-                let (_, src, dst) = w_rows[i];
-                unsafe { cp_async_16_ca(base + stage + dst, src.wrapping_add(k0) as *const u8) };
-            }
-            return;
-        }
+        let full = interior && k0 + WG_K <= cols;
+        // The row stride of the pieces, opaque to the compiler, so that it works out each piece's
+        // source here instead of keeping eight pointers in registers across the K loop.
+        let x_stride = opaque_usize(16 * cols);
         for i in 0..X_PIECES {
-            let (ok, src, dst) = x_rows[i];
-            let ok = ok && k0 + xc < cols;
-            let src = if ok { src.wrapping_add(k0) } else { x };
-            unsafe { cp_async_16(base + stage + dst, src as *const u8, if ok { 16 } else { 0 }) };
+            let ok = full || (t0 + xr + 16 * i < tokens && k0 + xc < cols);
+            let src = if ok { x_src.wrapping_add(i * x_stride + k0) } else { x };
+            let dst = base + stage + x_dst + (16 * i * WG_X_STRIDE * 4) as u32;
+            unsafe { cp_async_16(dst, src as *const u8, if ok { 16 } else { 0 }) };
         }
         for i in 0..W_PIECES {
-            let (ok, src, dst) = w_rows[i];
-            let ok = ok && k0 + wp * 8 < cols;
-            let src = if ok { src.wrapping_add(k0) } else { w };
-            unsafe { cp_async_16(base + stage + dst, src as *const u8, if ok { 16 } else { 0 }) };
+            let ok = full || (r0 + wr + 32 * i < rows && k0 + wc * 8 < cols);
+            let src = if ok { w_src.wrapping_add(32 * i * cols + k0) } else { w };
+            let dst = base + stage + w_dst + (32 * i * 128) as u32;
+            unsafe { cp_async_16(dst, src as *const u8, if ok { 16 } else { 0 }) };
         }
     };
 
-    // The products over the stage at byte `stage`: this warp's A fragments (tokens `16·warp + g`
-    // and `+ 8`, columns `2t`, `2t + 8` of each K half) split into bf16 halves, and the weight
-    // planes `2h`, `2h + 1` of K half `h` as B: core matrices 16 bytes × 8 rows, the next along K a
-    // plane on, the next 8 rows 128 bytes on.
+    // The products over the stage at byte `stage`, two halves of 32 columns: this warp's A
+    // fragments (tokens `16·warp + g` and `+ 8`, columns `2t`, `2t + 8` of each 16) split into bf16
+    // halves, and the weights of each 16 columns as B, through a descriptor starting that many
+    // bytes into the swizzled rows.
     let xf = base + x_at(16 * warp + g, 2 * t) as u32;
     let mut acc = [0.0f32; 64];
     let multiply = |stage: u32| {
-        let mut a = [[[0u32; 4]; 2]; 2];
-        for (h, ah) in a.iter_mut().enumerate() {
-            for q in 0..4 {
-                let (dr, dc) = ((q & 1) * 8, (q >> 1) * 8);
-                let v = unsafe { load_shared_v2_f32(xf + stage + x_at(dr, h * 16 + dc) as u32) };
-                (ah[1][q], ah[0][q]) = split_bf16x2(v[0], v[1]);
+        for kk in 0..WG_K / 32 {
+            let mut a = [[[0u32; 4]; 2]; 2];
+            for (h, ah) in a.iter_mut().enumerate() {
+                for q in 0..4 {
+                    let (dr, dc) = ((q & 1) * 8, (q >> 1) * 8);
+                    let v = unsafe { load_shared_v2_f32(xf + stage + x_at(dr, 32 * kk + h * 16 + dc) as u32) };
+                    (ah[1][q], ah[0][q]) = split_bf16x2(v[0], v[1]);
+                }
             }
+            let b = core::array::from_fn(|h| wgmma_desc_sw128(base + stage + (WG_X_BYTES + 64 * kk + 32 * h) as u32));
+            unsafe { wgmma_m64n128k32(&mut acc, a, b) };
         }
-        let b =
-            core::array::from_fn(|h| wgmma_desc(base + stage + w_at(0, 2 * h) as u32, WG_PLANE_BYTES as u32, 8 * 16));
-        unsafe { wgmma_m64n128k32(&mut acc, a, b) };
     };
 
     // The pipeline, `matmul_tc`'s (`k_pipeline`), with the steps made visible to the tensor
