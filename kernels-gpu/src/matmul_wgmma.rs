@@ -66,6 +66,9 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
     let base = dynamic_shared_addr();
     let x_at = |row: usize, col: usize| (row * WG_X_STRIDE + col) * 4;
     // Weight row `r`, 16-byte chunk `c` (columns `8c .. 8c + 8`) of a step: the 128-byte swizzle.
+    // `wgmma` swizzles by shared address bits, so this layout needs the tile on a 1,024-byte
+    // boundary: the stage offsets are multiples of 1,024, and the dynamic shared memory starts on
+    // one (on the H100 with driver 580; were it not, the kernel test's products would be wrong).
     let w_at = |row: usize, chunk: usize| WG_X_BYTES + row * 128 + ((chunk ^ (row & 7)) * 16);
 
     // Filling a stage with K step `step`: 128 × 64 activations (2,048 pieces of 16 bytes, 8 per
