@@ -32,7 +32,7 @@
 
 use crate::device::*;
 use crate::kv_layout::kv_cache_offset;
-use crate::launch_shapes::{FLASH_KEYS, FLASH_ROWS, flash_plane_bytes, flash_row_stride};
+use crate::launch_shapes::{FLASH_KEYS, FLASH_ROWS, flash_plane_bytes, flash_q_plane_bytes, flash_row_stride};
 
 /// Most `d/8` (column tiles of the output) for d ≤ 128.
 const MAX_NTILES: usize = 16;
@@ -117,7 +117,7 @@ unsafe fn flash_attention<const D: usize>(
     // 16·warp..16·warp + 16; zeros past the last token) in the layout of `mma` A fragments: lane
     // (g, t) stores columns 16j + 2t (+ 8) of rows g and g + 8. Only this warp reads them back.
     let scale = core::f32::consts::LOG2_E / sqrt(D as f32);
-    let q_plane = (FLASH_ROWS * stride * 2) as u32;
+    let q_plane = flash_q_plane_bytes(D) as u32;
     let kv_base = base + 2 * q_plane;
     for j in 0..D / 16 {
         for i in 0..4 {

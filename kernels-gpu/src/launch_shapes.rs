@@ -98,9 +98,13 @@ pub const fn flash_row_stride(head_dim: usize) -> usize {
 pub const fn flash_plane_bytes(head_dim: usize) -> usize {
     FLASH_KEYS * flash_row_stride(head_dim) * 2
 }
+/// Bytes of one bf16 plane of the block's query rows (`FLASH_ROWS` rows) in shared memory.
+pub const fn flash_q_plane_bytes(head_dim: usize) -> usize {
+    FLASH_ROWS * flash_row_stride(head_dim) * 2
+}
 /// Dynamic shared memory of `attention_prefill_tc_*`: the block's query rows and two buffers of a
 /// K and a V tile, each split into a bf16 `hi` and `lo` plane: 55,296 bytes for head_dim 64,
 /// 104,448 for 128 (above the 48 KiB default: the host raises the kernel's limit).
 pub const fn flash_shared_bytes(head_dim: usize) -> usize {
-    2 * FLASH_ROWS * flash_row_stride(head_dim) * 2 + 2 * 4 * flash_plane_bytes(head_dim)
+    2 * flash_q_plane_bytes(head_dim) + 2 * 4 * flash_plane_bytes(head_dim)
 }
