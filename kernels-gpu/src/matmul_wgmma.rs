@@ -26,6 +26,10 @@ use crate::matmul::{k_pipeline, split_k_steps, split_k_sum, store_pair};
 /// 16-byte pieces of one stage's activation and weight tiles that each thread copies.
 const X_PIECES: usize = WG_TOKENS * WG_K / 4 / WG_THREADS;
 const W_PIECES: usize = WG_ROWS * WG_K / 8 / WG_THREADS;
+/// Tile rows one pass of the block's threads copies: 16 threads a row of activations (64 f32),
+/// 8 a row of weights (64 bf16).
+const X_PASS_ROWS: usize = WG_THREADS / 16;
+const W_PASS_ROWS: usize = WG_THREADS / 8;
 
 /// `matmul_tc`'s product (module doc) on `wgmma`: `y[t, r] = bias[r] + Σ_c x[t, c] · w[r, c]`,
 /// then the epilogue `epilogue`. Needs `cols % 8 == 0` and 16-byte aligned `x` and `w`.
@@ -87,17 +91,17 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
         let full = interior && k0 + WG_K <= cols;
         // The row stride of the pieces, opaque to the compiler, so that it works out each piece's
         // source here instead of keeping eight pointers in registers across the K loop.
-        let x_stride = opaque_usize(16 * cols);
+        let x_stride = opaque_usize(X_PASS_ROWS * cols);
         for i in 0..X_PIECES {
-            let ok = full || (t0 + xr + 16 * i < tokens && k0 + xc < cols);
+            let ok = full || (t0 + xr + X_PASS_ROWS * i < tokens && k0 + xc < cols);
             let src = if ok { x_src.wrapping_add(i * x_stride + k0) } else { x };
-            let dst = base + stage + x_dst + (16 * i * WG_X_STRIDE * 4) as u32;
+            let dst = base + stage + x_dst + (X_PASS_ROWS * i * WG_X_STRIDE * 4) as u32;
             unsafe { cp_async_16(dst, src as *const u8, if ok { 16 } else { 0 }) };
         }
         for i in 0..W_PIECES {
-            let ok = full || (r0 + wr + 32 * i < rows && k0 + wc * 8 < cols);
-            let src = if ok { w_src.wrapping_add(32 * i * cols + k0) } else { w };
-            let dst = base + stage + w_dst + (32 * i * 128) as u32;
+            let ok = full || (r0 + wr + W_PASS_ROWS * i < rows && k0 + wc * 8 < cols);
+            let src = if ok { w_src.wrapping_add(W_PASS_ROWS * i * cols + k0) } else { w };
+            let dst = base + stage + w_dst + (W_PASS_ROWS * i * 128) as u32;
             unsafe { cp_async_16(dst, src as *const u8, if ok { 16 } else { 0 }) };
         }
     };
