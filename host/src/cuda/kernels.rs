@@ -91,15 +91,16 @@ const WGMMA_TILING: ProductTiling =
     ProductTiling { tile_rows: WG_ROWS, tile_tokens: WG_TOKENS, k: WG_K, threads: WG_THREADS as u32, blocks_per_sm: 2 };
 
 /// Whether `matmul_wgmma` beats `matmul_tc` on a product of `rows × cols` weights and `tokens`
-/// tokens: where it has enough work (`rows · cols · tokens` multiply-adds) and long enough rows to
-/// fill its pipeline. Chosen from whole prompts on an H100 (BENCHMARKS.md, step 18): with every
-/// product on `matmul_wgmma` the 0.5B shape's 128- and 512-token prompts were slower (4.33 and
-/// 6.81 ms against 3.00 and 5.92) and the 7B shape's faster at every length; the 0.5B 512-token
-/// prompt was fastest with its gate/up product (4.5·10⁹, 896 columns) on `matmul_tc`, the 2,048-token
-/// prompt (chunks of 1,024) with its down product (4.5·10⁹, 4,864 columns) on `matmul_wgmma`.
+/// tokens: where it has enough work, `rows · cols · tokens` ≥ 2·10⁹ multiply-adds. Chosen from
+/// whole prompts on an H100 (BENCHMARKS.md, step 31, after step 30's faster `matmul_wgmma`): at
+/// 2·10⁹ the 0.5B shape's 512-token gate/up and down products and the 1.5B's 128-token gate/up
+/// move to it (0.5B prefill 512 5.55 → 5.30 ms, 1.5B prefill 128 6.34 → 5.40 ms); at 5·10⁸, or with
+/// every product on it, short prompts were slower (0.5B 128 tokens 3.65 and 4.17 ms against 2.90),
+/// as were the small products of a 1,024-token chunk (q/k/v, output: ncu 33.4 and 41.4 µs
+/// against `matmul_tc`'s 31.2 and 26.7).
 fn wgmma_pays(rows: usize, cols: usize, tokens: usize) -> bool {
     let work = rows as f64 * cols as f64 * tokens as f64;
-    work >= 4e9 && (cols >= 1024 || work >= 8e9)
+    work >= 2e9
 }
 
 /// Blocks per output tile of a prompt product (its grid's `z`): enough to give the GPU about
