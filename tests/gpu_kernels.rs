@@ -4,7 +4,7 @@
 
 use half::bf16;
 use qwen_rs::cpu::ops;
-use qwen_rs::cuda::Gpu;
+use qwen_rs::cuda::{Gpu, MatmulScratch, attention_parts};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -119,7 +119,7 @@ fn matmul_cases(gpu: &Gpu) {
         (2 * 77, 200, 5, true, SwiGlu),
         (2 * 13, 33, 70, false, SwiGlu),
     ];
-    let scratch = qwen_rs::cuda::MatmulScratch::new(gpu).unwrap();
+    let scratch = MatmulScratch::new(gpu).unwrap();
     for &(rows, cols, tokens, bias, epilogue) in &cases {
         let (wb, w) = to_bf16(&randn(&mut rng, rows * cols));
         let x = randn(&mut rng, tokens * cols);
@@ -225,6 +225,7 @@ fn rope_kv_write_matches_cpu() {
 fn attention_matches_cpu() {
     use qwen_rs::kv::KvLayout;
     let gpu = Gpu::open().expect("a CUDA device");
+    let scratch = MatmulScratch::new(&gpu).unwrap();
     let mut rng = fresh_rng();
     // (heads, kv_heads, head_dim, tokens, pos0): decode rows and causal prefill rows, ragged lengths;
     // head_dim 64 and 128 run the tensor-core kernel (several 64-row query tiles, chunks that start
@@ -259,25 +260,37 @@ fn attention_matches_cpu() {
             ops::attention(&mut want[r.clone()], &q[r], &kc, &vc, &kv, layer, pos0 + t + 1);
         }
         let (dq, dk, dv) = (gpu.upload(&q).unwrap(), gpu.upload(&kc).unwrap(), gpu.upload(&vc).unwrap());
-        let out = poisoned(&gpu, tokens * heads * hd);
         let dpos = gpu.upload(&[pos0 as u32]).unwrap();
-        gpu.attention(
-            out.as_device_ptr(),
-            dq.as_device_ptr(),
-            dk.as_device_ptr(),
-            dv.as_device_ptr(),
-            &kv,
-            heads,
-            layer,
-            dpos.as_device_ptr(),
-            tokens,
-        )
-        .unwrap();
-        let err = rel_l2(&gpu.download(&out).unwrap(), &want);
-        println!("attention heads {heads}/{kv_heads} hd {hd}, {tokens} rows at {pos0}: rel L2 {err:.2e}");
-        // The tensor-core kernel keeps 16 bits of each operand (split bf16), the CUDA-core one 24.
-        let tol = if hd == 64 || hd == 128 { 1e-4 } else { 1e-5 };
-        assert!(err < tol, "attention hd {hd}, {tokens} rows at {pos0}: {err}");
+        // The tensor-core kernel with the keys in 1 to 4 parts (merged through the scratch; more
+        // parts than a query tile has key tiles leave some parts empty), and the part count the
+        // engine chooses.
+        let tensor_cores = hd == 64 || hd == 128;
+        let chosen = attention_parts(tokens, heads, hd);
+        let counts: Vec<usize> = if tensor_cores { vec![1, 2, 3, 4, chosen] } else { vec![1] };
+        for parts in counts {
+            let out = poisoned(&gpu, tokens * heads * hd);
+            gpu.attention_in_parts(
+                &scratch,
+                out.as_device_ptr(),
+                dq.as_device_ptr(),
+                dk.as_device_ptr(),
+                dv.as_device_ptr(),
+                &kv,
+                heads,
+                layer,
+                dpos.as_device_ptr(),
+                tokens,
+                parts,
+            )
+            .unwrap();
+            let err = rel_l2(&gpu.download(&out).unwrap(), &want);
+            println!(
+                "attention heads {heads}/{kv_heads} hd {hd}, {tokens} rows at {pos0}, {parts} parts: rel L2 {err:.2e}"
+            );
+            // The tensor-core kernel keeps 16 bits of each operand (split bf16), the CUDA-core one 24.
+            let tol = if tensor_cores { 1e-4 } else { 1e-5 };
+            assert!(err < tol, "attention hd {hd}, {tokens} rows at {pos0}, {parts} parts: {err}");
+        }
     }
 }
 

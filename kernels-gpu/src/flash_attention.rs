@@ -15,17 +15,28 @@
 //! keep ~16 bits: relative error ~1e-5 where plain bf16 gives ~1e-2.
 //!
 //! Work split: a block takes 64 query rows of one head (its 4 warps 16 rows each; the `mma`
-//! fragments as in `matmul.rs`). Every operand is split into bf16 halves once, not by every warp
-//! that reads it: each warp stores its query rows split into shared memory at the start; each
-//! key/value tile of 32 positions is loaded by all threads (f32, 16-byte loads into registers)
-//! while the warps multiply the tile before it, then stored split into the other of two
-//! shared-memory buffers of `hi` and `lo` planes. The warps read their `mma` fragments from the
+//! fragments as in `matmul.rs`) and one of `S` parts of their keys (flash-decoding style): the
+//! block's `n` key tiles in parts of `ceil(n / S)` tiles, part `z` from tile `z·ceil(n / S)` (a
+//! part past the last tile has nothing to do). Where the keys take more than one part, each part
+//! leaves its `o`, `m` and `l` in `work` and the last part to finish merges them in part order
+//! (`m = max m_z`, `o = Σ_z o_z·2^{m_z − m}`, `l` likewise), so the result does not depend on
+//! which part finishes last. (Otherwise the 64 rows of a head at 2,048 positions are 64 tiles in
+//! a row for one block, with the GPU half empty.)
+//!
+//! Every operand is split into bf16 halves once, not by every warp that reads it: each warp
+//! stores its query rows split into shared memory at the start; each key/value tile of 32
+//! positions is loaded by all threads (f32, 16-byte loads into registers) while the warps
+//! multiply the tile before it, then stored split into the other of two shared-memory buffers of
+//! `hi` and `lo` planes. The warps read their `mma` fragments from the
 //! planes with `ldmatrix` (V transposed). One barrier a tile. Tiles past a warp's last row are
 //! skipped; the diagonal tile is masked.
 //!
 //! Layout: `q`, `out` `[tokens, heads·d]` f32; caches as in `kv_layout.rs`; `pos0` in device
-//! memory. Launch: grid `(ceil(tokens / 64), heads, 1)` (block `x` takes the query tiles from the
-//! last, the longest, down), block `(128, 1, 1)`, dynamic shared memory
+//! memory. `work` and `counters`: as `matmul_tc`'s split-K (`matmul.rs`): room for `S · heads ·
+//! ceil(tokens / 64)` slots of `128 · (d/2 + 4)` floats, one counter per (query tile, head), zero
+//! between launches. Launch: grid `(heads · S, ceil(tokens / 64), 1)` (block `x` = part · heads +
+//! head; block `y` takes the query tiles from the last, the longest, down, so the longest go to
+//! the GPU first), block `(128, 1, 1)`, dynamic shared memory
 //! [`flash_shared_bytes`](crate::launch_shapes::flash_shared_bytes)`(d)` (above 48 KiB: the host
 //! raises the kernel's limit).
 //! sm_80 or newer. CPU twin: `host::cpu::ops::attention`.
@@ -33,6 +44,9 @@
 use crate::device::*;
 use crate::kv_layout::kv_cache_offset;
 use crate::launch_shapes::{FLASH_KEYS, FLASH_ROWS, flash_plane_bytes, flash_q_plane_bytes, flash_row_stride};
+
+/// Where each row's running maximum starts (scaled scores are far above it).
+const M_FLOOR: f32 = -1.0e30;
 
 /// Most `d/8` (column tiles of the output) for d ≤ 128.
 const MAX_NTILES: usize = 16;
@@ -79,6 +93,15 @@ unsafe fn store_tile<const D: usize>(r: &[[f32; 4]; MAX_PIECES], hi: u32, tid: u
     }
 }
 
+/// The key tiles `first..end` of part `part` of `parts` for a block whose rows see `keys`
+/// positions, and how many parts have tiles (`used`): parts of `ceil(tiles / parts)` tiles.
+#[inline(always)]
+fn key_part(keys: usize, part: usize, parts: usize) -> (usize, usize, usize) {
+    let tiles = keys.div_ceil(FLASH_KEYS);
+    let per = tiles.div_ceil(parts);
+    (part * per, tiles.min(part * per + per), tiles.div_ceil(per))
+}
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn flash_attention<const D: usize>(
@@ -92,11 +115,13 @@ unsafe fn flash_attention<const D: usize>(
     max_seq: u32,
     pos0: *const u32,
     tokens: u32,
+    work: *mut f32,
+    counters: *mut u32,
 ) {
     let (heads, kv_heads, tokens, max_seq) = (heads as usize, kv_heads as usize, tokens as usize, max_seq as usize);
     let (stride, plane) = (flash_row_stride(D), flash_plane_bytes(D));
-    let t0 = (grid_dim_x() - 1 - block_x()) as usize * FLASH_ROWS;
-    let h = block_y() as usize;
+    let t0 = (grid_dim_y() - 1 - block_y()) as usize * FLASH_ROWS;
+    let (h, part, parts) = (block_x() as usize % heads, block_x() as usize / heads, grid_dim_x() as usize / heads);
     let kvh = h / (heads / kv_heads);
     let p0 = unsafe { *pos0 } as usize;
     let tid = thread_x() as usize;
@@ -107,7 +132,10 @@ unsafe fn flash_attention<const D: usize>(
     if keys > max_seq {
         return; // the host checks this; never read past the cache
     }
-    let tiles = keys.div_ceil(FLASH_KEYS);
+    let (first, end, used) = key_part(keys, part, parts);
+    if first >= end {
+        return;
+    }
     let warp_keys = p0 + (r0 + 16).min(tokens); // positions this warp's last row sees
     let base = dynamic_shared_addr();
     let head_at = kv_cache_offset(layer as usize, kvh, 0, kv_heads, max_seq, D);
@@ -144,7 +172,11 @@ unsafe fn flash_attention<const D: usize>(
     let q_hi = base + ((16 * warp * stride * 2) as u32) + v_lane;
 
     let mut o = [[0.0f32; 4]; MAX_NTILES];
-    let (mut m, mut l) = ([f32::NEG_INFINITY; 2], [0.0f32; 2]); // rows g and g + 8
+    // Rows g and g + 8. `m` starts at a finite floor, not -inf: in a part past the first a row may
+    // see no key in a tile (all masked), and its exponents must then give 0 (2^(-inf - floor)),
+    // not NaN (2^(-inf + inf)). The first tile a row sees takes `m` above the floor, and
+    // `2^(floor - m)` = 0 clears the (empty) sums, as -inf would.
+    let (mut m, mut l) = ([M_FLOOR; 2], [0.0f32; 2]);
 
     // Buffer b's planes: K hi, K lo, V hi, V lo. The next tile's K and V are loaded a step
     // ahead; for d = 128 (which has no registers to spare for both) V only after this step's Q·Kᵀ.
@@ -153,19 +185,19 @@ unsafe fn flash_attention<const D: usize>(
     let v_plane = |b: usize| kv_base + ((4 * b + 2) * plane) as u32;
     let (mut nk, mut nv) = ([[0.0f32; 4]; MAX_PIECES], [[0.0f32; 4]; MAX_PIECES]);
     unsafe {
-        load_tile::<D>(&mut nk, k_head, 0, keys, tid);
-        load_tile::<D>(&mut nv, v_head, 0, keys, tid);
-        store_tile::<D>(&nk, k_plane(0), tid);
-        store_tile::<D>(&nv, v_plane(0), tid);
-        if tiles > 1 {
-            load_tile::<D>(&mut nk, k_head, 1, keys, tid);
+        load_tile::<D>(&mut nk, k_head, first, keys, tid);
+        load_tile::<D>(&mut nv, v_head, first, keys, tid);
+        store_tile::<D>(&nk, k_plane(first % 2), tid);
+        store_tile::<D>(&nv, v_plane(first % 2), tid);
+        if first + 1 < end {
+            load_tile::<D>(&mut nk, k_head, first + 1, keys, tid);
             if whole {
-                load_tile::<D>(&mut nv, v_head, 1, keys, tid);
+                load_tile::<D>(&mut nv, v_head, first + 1, keys, tid);
             }
         }
     }
     sync_threads();
-    for j in 0..tiles {
+    for j in first..end {
         let kb = FLASH_KEYS * j;
         // Every key of this tile is after this warp's rows: only the split of the next one.
         let active = kb < warp_keys;
@@ -196,7 +228,7 @@ unsafe fn flash_attention<const D: usize>(
             }
         }
         // The other buffer was last read in step j − 1, before the barrier that ended it.
-        if !whole && j + 1 < tiles {
+        if !whole && j + 1 < end {
             unsafe {
                 store_tile::<D>(&nk, k_plane(nb), tid);
                 load_tile::<D>(&mut nv, v_head, j + 1, keys, tid);
@@ -225,7 +257,7 @@ unsafe fn flash_attention<const D: usize>(
             for r in 0..2 {
                 mx[r] = mx[r].max(shfl_xor(mx[r], 1));
                 mx[r] = mx[r].max(shfl_xor(mx[r], 2));
-                let m_new = m[r].max(mx[r]); // finite: key 0 of tile 0 is before every row
+                let m_new = m[r].max(mx[r]); // finite: `m` starts finite
                 corr[r] = exp2(m[r] - m_new);
                 m[r] = m_new;
                 l[r] *= corr[r];
@@ -268,13 +300,13 @@ unsafe fn flash_attention<const D: usize>(
         }
         // Tile j + 1 split into the other buffer, tile j + 2 into registers; the barrier makes
         // the split tile visible (and ends every warp's reads of this one).
-        if j + 1 < tiles {
+        if j + 1 < end {
             unsafe {
                 if whole {
                     store_tile::<D>(&nk, k_plane(nb), tid);
                 }
                 store_tile::<D>(&nv, v_plane(nb), tid);
-                if j + 2 < tiles {
+                if j + 2 < end {
                     load_tile::<D>(&mut nk, k_head, j + 2, keys, tid);
                     if whole {
                         load_tile::<D>(&mut nv, v_head, j + 2, keys, tid);
@@ -283,6 +315,48 @@ unsafe fn flash_attention<const D: usize>(
             }
         }
         sync_threads();
+    }
+
+    // Keys in several parts: every part leaves its `o`, `m` and `l` (thread `tid`'s value `i` at
+    // `i·128 + tid` of its slot); the last part to arrive merges them, in part order.
+    if used > 1 {
+        let n = D / 2 + 4;
+        let query_tile = block_y() as usize * heads + h;
+        let slot = |z: usize| unsafe { work.add((z * heads * grid_dim_y() as usize + query_tile) * n * THREADS + tid) };
+        let mine = slot(part);
+        for i in 0..D / 2 {
+            unsafe { *mine.add(i * THREADS) = o[i / 4][i % 4] };
+        }
+        for r in 0..2 {
+            unsafe {
+                *mine.add((D / 2 + r) * THREADS) = m[r];
+                *mine.add((D / 2 + 2 + r) * THREADS) = l[r];
+            }
+        }
+        if !unsafe { last_block_to_arrive(counters.add(query_tile), used as u32, dynamic_shared::<u32>()) } {
+            return;
+        }
+        // Part 0 holds key 0, which every row sees: the merged maximum is above the floor, and a
+        // part where a row saw no key (`m` at the floor) adds 0 to it.
+        let mut mm = [M_FLOOR; 2];
+        for z in 0..used {
+            for (r, v) in mm.iter_mut().enumerate() {
+                *v = v.max(unsafe { load_relaxed_f32(slot(z).add((D / 2 + r) * THREADS)) });
+            }
+        }
+        o = [[0.0f32; 4]; MAX_NTILES];
+        l = [0.0f32; 2];
+        for z in 0..used {
+            let at = slot(z);
+            let mut c = [0.0f32; 2];
+            for r in 0..2 {
+                c[r] = exp2(unsafe { load_relaxed_f32(at.add((D / 2 + r) * THREADS)) } - mm[r]);
+                l[r] += c[r] * unsafe { load_relaxed_f32(at.add((D / 2 + 2 + r) * THREADS)) };
+            }
+            for i in 0..D / 2 {
+                o[i / 4][i % 4] += c[(i % 4) / 2] * unsafe { load_relaxed_f32(at.add(i * THREADS)) };
+            }
+        }
     }
 
     // Each row's normaliser is split over its quad.
@@ -318,8 +392,10 @@ pub unsafe extern "ptx-kernel" fn attention_prefill_tc_64(
     max_seq: u32,
     pos0: *const u32,
     tokens: u32,
+    work: *mut f32,
+    counters: *mut u32,
 ) {
-    unsafe { flash_attention::<64>(out, q, k_cache, v_cache, heads, kv_heads, layer, max_seq, pos0, tokens) }
+    unsafe { flash_attention::<64>(out, q, k_cache, v_cache, heads, kv_heads, layer, max_seq, pos0, tokens, work, counters) }
 }
 
 /// [`flash_attention`] for head_dim 128 (Qwen2.5 1.5B, 7B and larger). The module doc has the
@@ -337,6 +413,8 @@ pub unsafe extern "ptx-kernel" fn attention_prefill_tc_128(
     max_seq: u32,
     pos0: *const u32,
     tokens: u32,
+    work: *mut f32,
+    counters: *mut u32,
 ) {
-    unsafe { flash_attention::<128>(out, q, k_cache, v_cache, heads, kv_heads, layer, max_seq, pos0, tokens) }
+    unsafe { flash_attention::<128>(out, q, k_cache, v_cache, heads, kv_heads, layer, max_seq, pos0, tokens, work, counters) }
 }

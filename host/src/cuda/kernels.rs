@@ -69,7 +69,7 @@ pub struct MatmulScratch {
 impl MatmulScratch {
     pub fn new(gpu: &Gpu) -> Result<Self> {
         Ok(MatmulScratch {
-            work: gpu.alloc(MATMUL_PARTIAL_TILES * TC_TILE_ELEMS)?,
+            work: gpu.alloc(MATMUL_SCRATCH_FLOATS)?,
             counters: gpu.upload(&vec![0u32; MATMUL_PARTIAL_TILES])?,
         })
     }
@@ -117,6 +117,31 @@ fn matmul_splits(tiling: &ProductTiling, rows: usize, cols: usize, tokens: usize
         return 1;
     }
     steps.div_ceil(steps.div_ceil(want))
+}
+
+/// Floats of the split-K scratch ([`MatmulScratch`]).
+const MATMUL_SCRATCH_FLOATS: usize = MATMUL_PARTIAL_TILES * TC_TILE_ELEMS;
+
+/// Floats one part of one query tile leaves in the scratch (`flash_attention.rs`): 128 threads'
+/// `d/2` outputs, 2 maxima and 2 normalisers.
+fn flash_part_floats(head_dim: usize) -> usize {
+    128 * (head_dim / 2 + 4)
+}
+
+/// Parts the prompt attention splits each query tile's keys into (`flash_attention.rs`): one
+/// part per 384 rows of the chunk, at most 3, and no more than the scratch holds. Without parts a
+/// 1,024-token chunk is 224 blocks on 132 SMs for the 0.5B shape, and the last query tiles' 64
+/// key tiles run one after another. Chosen with ncu on an H100 (BENCHMARKS.md, step 32; µs a
+/// launch, 0.5B shape): 1,024 rows at position 0 / 1,024 44.5 / 90.7 in one part, 38.0 / 86.0
+/// in two, 38.3 / 80.4 in three, 40.8 / 82.0 in four; 512 rows 21.5, 19.3, 20.3, 20.4; 128 rows
+/// 9.2, 10.0, 10.1, 9.9.
+pub fn attention_parts(tokens: usize, heads: usize, head_dim: usize) -> usize {
+    let query_tiles = tokens.div_ceil(shapes::FLASH_ROWS) * heads;
+    if query_tiles > MATMUL_PARTIAL_TILES {
+        return 1;
+    }
+    let fit = MATMUL_SCRATCH_FLOATS / (query_tiles * flash_part_floats(head_dim));
+    tokens.div_ceil(384).clamp(1, 3).min(fit.max(1))
 }
 
 /// Allows the kernels that use more than the 48 KiB of dynamic shared memory a launch gets by
@@ -282,10 +307,12 @@ impl Gpu {
     }
 
     /// Causal GQA of `tokens` query rows at positions `*pos0..` over the cache: on tensor cores
-    /// (`flash_attention.rs`) for head_dim 64 and 128, else `attention.rs`'s `attention_f32`.
+    /// (`flash_attention.rs`, each query tile's keys in [`attention_parts`] parts merged through
+    /// `scratch`) for head_dim 64 and 128, else `attention.rs`'s `attention_f32`.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &self,
+        scratch: &MatmulScratch,
         out: Ptr<f32>,
         q: Ptr<f32>,
         k_cache: Ptr<f32>,
@@ -295,6 +322,27 @@ impl Gpu {
         layer: usize,
         pos0: Ptr<u32>,
         tokens: usize,
+    ) -> Result<()> {
+        let parts = attention_parts(tokens, heads, kv.head_dim);
+        self.attention_in_parts(scratch, out, q, k_cache, v_cache, kv, heads, layer, pos0, tokens, parts)
+    }
+
+    /// [`Gpu::attention`] with the keys of each query tile in `parts` parts (the tensor-core
+    /// kernels; the others ignore it). `parts` from 1 to what `scratch` holds.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_in_parts(
+        &self,
+        scratch: &MatmulScratch,
+        out: Ptr<f32>,
+        q: Ptr<f32>,
+        k_cache: Ptr<f32>,
+        v_cache: Ptr<f32>,
+        kv: &crate::kv::KvLayout,
+        heads: usize,
+        layer: usize,
+        pos0: Ptr<u32>,
+        tokens: usize,
+        parts: usize,
     ) -> Result<()> {
         check_head_dim(kv.head_dim)?;
         let s = &self.stream;
@@ -309,9 +357,22 @@ impl Gpu {
             let f = self.function(name)?;
             let smem = shapes::flash_shared_bytes(kv.head_dim) as u32;
             let t = u32_of("tokens", tokens)?;
-            let grid = GridSize::xy(t.div_ceil(shapes::FLASH_ROWS as u32), h);
+            let query_tiles = tokens.div_ceil(shapes::FLASH_ROWS) * heads;
+            if parts == 0
+                || parts > 1 && parts * query_tiles * flash_part_floats(kv.head_dim) > MATMUL_SCRATCH_FLOATS
+                || parts > 1 && query_tiles > MATMUL_PARTIAL_TILES
+            {
+                return Err(Error::Cuda(format!("attention in {parts} parts does not fit the scratch")));
+            }
+            let grid = GridSize::xy(u32_of("heads · parts", heads * parts)?, t.div_ceil(shapes::FLASH_ROWS as u32));
+            let (work, counters) = (scratch.work.as_device_ptr(), scratch.counters.as_device_ptr());
             return unsafe {
-                cuda(name, launch!(f<<<grid, BlockSize::x(128), smem, s>>>(out, q, k_cache, v_cache, h, g, l, m, p, t)))
+                cuda(
+                    name,
+                    launch!(f<<<grid, BlockSize::x(128), smem, s>>>(
+                        out, q, k_cache, v_cache, h, g, l, m, p, t, work, counters
+                    )),
+                )
             };
         }
         let f = self.function("attention_f32")?;

@@ -6,7 +6,7 @@ pub mod kernels;
 mod launch;
 
 pub use engine::CudaEngine;
-pub use kernels::{Epilogue, MatmulScratch, decode_best};
+pub use kernels::{Epilogue, MatmulScratch, attention_parts, decode_best};
 
 use cust::context::Context;
 use cust::device::Device;
