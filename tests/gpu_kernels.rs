@@ -263,13 +263,12 @@ fn attention_matches_cpu() {
         let dpos = gpu.upload(&[pos0 as u32]).unwrap();
         // The tensor-core kernel with the keys in 1 to 4 parts (merged through the scratch; more
         // parts than a query tile has key tiles leave some parts empty), and the part count the
-        // engine chooses.
+        // engine chooses (`None`).
         let tensor_cores = hd == 64 || hd == 128;
-        let chosen = attention_parts(tokens, heads, hd);
-        let counts: Vec<usize> = if tensor_cores { vec![1, 2, 3, 4, chosen] } else { vec![1] };
+        let counts = if tensor_cores { vec![Some(1), Some(2), Some(3), Some(4), None] } else { vec![Some(1)] };
         for parts in counts {
             let out = poisoned(&gpu, tokens * heads * hd);
-            gpu.attention_in_parts(
+            gpu.attention(
                 &scratch,
                 out.as_device_ptr(),
                 dq.as_device_ptr(),
@@ -284,6 +283,7 @@ fn attention_matches_cpu() {
             )
             .unwrap();
             let err = rel_l2(&gpu.download(&out).unwrap(), &want);
+            let parts = parts.unwrap_or_else(|| attention_parts(tokens, heads, hd));
             println!(
                 "attention heads {heads}/{kv_heads} hd {hd}, {tokens} rows at {pos0}, {parts} parts: rel L2 {err:.2e}"
             );

@@ -512,7 +512,7 @@ impl CudaEngine {
         )?;
         // att = attention(q, cache); x += att·Woᵀ                [t, q_dim] → [t, h]
         let (q, att, heads) = (p(&s.q), p(&s.att), cfg.num_attention_heads);
-        g.attention(&s.products, att, q, p(&self.k_cache), p(&self.v_cache), kv, heads, l, pos0, t)?;
+        g.attention(&s.products, att, q, p(&self.k_cache), p(&self.v_cache), kv, heads, l, pos0, t, None)?;
         mm(p(&s.x), p(&s.att), layer.o_proj, null(), h, qd, Epilogue::Accumulate)?;
         // xb = norm(x); mlp = silu(xb·Wgᵀ) ⊙ xb·Wuᵀ; x += mlp·Wdᵀ   [t, inter] → [t, h]
         g.rmsnorm(p(&s.xb), p(&s.x), layer.post_attention_layernorm, t, h, cfg.rms_norm_eps)?;

@@ -137,11 +137,15 @@ fn flash_part_floats(head_dim: usize) -> usize {
 /// 9.2, 10.0, 10.1, 9.9.
 pub fn attention_parts(tokens: usize, heads: usize, head_dim: usize) -> usize {
     let query_tiles = tokens.div_ceil(shapes::FLASH_ROWS) * heads;
-    if query_tiles > MATMUL_PARTIAL_TILES {
-        return 1;
-    }
-    let fit = MATMUL_SCRATCH_FLOATS / (query_tiles * flash_part_floats(head_dim));
-    tokens.div_ceil(384).clamp(1, 3).min(fit.max(1))
+    (1..=tokens.div_ceil(384).clamp(1, 3)).rev().find(|&p| flash_parts_fit(p, query_tiles, head_dim)).unwrap_or(1)
+}
+
+/// Whether `parts` parts of `query_tiles` (query tile, head) blocks fit the split-K scratch: one
+/// counter per block, and `parts` slots of [`flash_part_floats`] each (one part needs neither).
+fn flash_parts_fit(parts: usize, query_tiles: usize, head_dim: usize) -> bool {
+    parts == 1
+        || query_tiles <= MATMUL_PARTIAL_TILES
+            && parts * query_tiles * flash_part_floats(head_dim) <= MATMUL_SCRATCH_FLOATS
 }
 
 /// Allows the kernels that use more than the 48 KiB of dynamic shared memory a launch gets by
@@ -307,8 +311,9 @@ impl Gpu {
     }
 
     /// Causal GQA of `tokens` query rows at positions `*pos0..` over the cache: on tensor cores
-    /// (`flash_attention.rs`, each query tile's keys in [`attention_parts`] parts merged through
-    /// `scratch`) for head_dim 64 and 128, else `attention.rs`'s `attention_f32`.
+    /// (`flash_attention.rs`, each query tile's keys in `parts` parts merged through `scratch`;
+    /// `None`: [`attention_parts`]'s count) for head_dim 64 and 128, else `attention.rs`'s
+    /// `attention_f32` (which ignores `parts`).
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &self,
@@ -322,27 +327,7 @@ impl Gpu {
         layer: usize,
         pos0: Ptr<u32>,
         tokens: usize,
-    ) -> Result<()> {
-        let parts = attention_parts(tokens, heads, kv.head_dim);
-        self.attention_in_parts(scratch, out, q, k_cache, v_cache, kv, heads, layer, pos0, tokens, parts)
-    }
-
-    /// [`Gpu::attention`] with the keys of each query tile in `parts` parts (the tensor-core
-    /// kernels; the others ignore it). `parts` from 1 to what `scratch` holds.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention_in_parts(
-        &self,
-        scratch: &MatmulScratch,
-        out: Ptr<f32>,
-        q: Ptr<f32>,
-        k_cache: Ptr<f32>,
-        v_cache: Ptr<f32>,
-        kv: &crate::kv::KvLayout,
-        heads: usize,
-        layer: usize,
-        pos0: Ptr<u32>,
-        tokens: usize,
-        parts: usize,
+        parts: Option<usize>,
     ) -> Result<()> {
         check_head_dim(kv.head_dim)?;
         let s = &self.stream;
@@ -358,10 +343,8 @@ impl Gpu {
             let smem = shapes::flash_shared_bytes(kv.head_dim) as u32;
             let t = u32_of("tokens", tokens)?;
             let query_tiles = tokens.div_ceil(shapes::FLASH_ROWS) * heads;
-            if parts == 0
-                || parts > 1 && parts * query_tiles * flash_part_floats(kv.head_dim) > MATMUL_SCRATCH_FLOATS
-                || parts > 1 && query_tiles > MATMUL_PARTIAL_TILES
-            {
+            let parts = parts.unwrap_or_else(|| attention_parts(tokens, heads, kv.head_dim));
+            if parts == 0 || !flash_parts_fit(parts, query_tiles, kv.head_dim) {
                 return Err(Error::Cuda(format!("attention in {parts} parts does not fit the scratch")));
             }
             let grid = GridSize::xy(u32_of("heads · parts", heads * parts)?, t.div_ceil(shapes::FLASH_ROWS as u32));
@@ -547,4 +530,20 @@ fn check_head_dim(head_dim: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attention_parts;
+
+    /// The part counts of the Qwen2.5 shapes' prompt chunks (heads, head_dim): one part per 384
+    /// rows up to 3, fewer where the scratch does not hold them (the 1.5B's 1,024-row chunks hold
+    /// two, the 7B's one).
+    #[test]
+    fn attention_parts_follow_the_rows_and_the_scratch() {
+        let counts = |heads, head_dim| [128, 512, 1024].map(|tokens| attention_parts(tokens, heads, head_dim));
+        assert_eq!(counts(14, 64), [1, 2, 3], "0.5B");
+        assert_eq!(counts(12, 128), [1, 2, 2], "1.5B");
+        assert_eq!(counts(28, 128), [1, 2, 1], "7B");
+    }
 }
