@@ -169,16 +169,11 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
     }
 
     // This thread holds, for each 16 × 8 tile, rows `g` and `g + 8` of it at columns `2t` and
-    // `2t + 1` (accumulators `q = 2·half + k`).
+    // `2t + 1` (accumulators `q = 2·half + k`); stored 8 pairs at a time (`n`, `half` of one `m`).
     for m in 0..2 {
-        for n in 0..4 {
-            for half in 0..2 {
-                let tt = t0 + wm + m * 16 + g + 8 * half;
-                let rr = r0 + wn + n * 8 + 2 * t;
-                let v = [acc[m][n][2 * half], acc[m][n][2 * half + 1]];
-                unsafe { store_pair(out, bias, rows, tokens, epilogue, tt, rr, v) };
-            }
-        }
+        let at = core::array::from_fn(|p| (t0 + wm + m * 16 + g + 8 * (p % 2), r0 + wn + p / 2 * 8 + 2 * t));
+        let v = core::array::from_fn(|p| [acc[m][p / 2][2 * (p % 2)], acc[m][p / 2][2 * (p % 2) + 1]]);
+        unsafe { store_pairs::<8>(out, bias, rows, tokens, epilogue, at, v) };
     }
 }
 
@@ -267,36 +262,52 @@ pub(crate) unsafe fn split_k_sum<const N: usize>(
     true
 }
 
-/// The bias and the epilogue (module doc) for a thread's two outputs `(tt, rr)` and
-/// `(tt, rr + 1)`, `rr` even, with the products `v`: with `EPILOGUE_SWIGLU` they are a gate output
-/// and its up output, stored as one value at `(tt, rr / 2)`. Outputs past `tokens` or `rows` are
-/// not stored.
+/// The bias and the epilogue (module doc) for `N` of a thread's output pairs: pair `i` is
+/// `(tt, rr)` and `(tt, rr + 1)` with `at[i] = (tt, rr)`, `rr` even, and the products `v[i]`; with
+/// `EPILOGUE_SWIGLU` a pair is a gate output and its up output, stored as one value at
+/// `(tt, rr / 2)`. Outputs past `tokens` or `rows` are not stored.
+///
+/// What it reads (the bias; `out` for the accumulate epilogue) it loads for all `N` pairs before
+/// the first store: the compiler may not move a load above a store that might alias it, so pair
+/// by pair each load would wait a round trip to L2 after the store before it.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn store_pair(
+pub(crate) unsafe fn store_pairs<const N: usize>(
     out: *mut f32,
     bias: *const f32,
     rows: usize,
     tokens: usize,
     epilogue: u32,
-    tt: usize,
-    rr: usize,
-    mut v: [f32; 2],
+    at: [(usize, usize); N],
+    mut v: [[f32; 2]; N],
 ) {
-    for k in 0..2 {
-        if !bias.is_null() && rr + k < rows {
-            v[k] += unsafe { *bias.add(rr + k) };
+    let exists = |i: usize, k: usize| at[i].0 < tokens && at[i].1 + k < rows;
+    for i in 0..N {
+        for k in 0..2 {
+            if exists(i, k) {
+                let (tt, rr) = at[i];
+                unsafe {
+                    if !bias.is_null() {
+                        v[i][k] += *bias.add(rr + k);
+                    }
+                    if epilogue == EPILOGUE_ACCUMULATE {
+                        v[i][k] += *out.add(tt * rows + rr + k);
+                    }
+                }
+            }
         }
     }
-    if tt < tokens && epilogue == EPILOGUE_SWIGLU && rr + 1 < rows {
-        let (gate, up) = (v[0], v[1]);
-        unsafe { *out.add(tt * (rows / 2) + rr / 2) = gate / (1.0 + exp(-gate)) * up };
-    }
-    for k in 0..2 {
-        if tt < tokens && epilogue != EPILOGUE_SWIGLU && rr + k < rows {
-            unsafe {
-                let o = out.add(tt * rows + rr + k);
-                *o = if epilogue == EPILOGUE_ACCUMULATE { *o + v[k] } else { v[k] };
+    for (i, &(tt, rr)) in at.iter().enumerate() {
+        if epilogue == EPILOGUE_SWIGLU {
+            if exists(i, 1) {
+                let [gate, up] = v[i];
+                unsafe { *out.add(tt * (rows / 2) + rr / 2) = gate / (1.0 + exp(-gate)) * up };
+            }
+            continue;
+        }
+        for k in 0..2 {
+            if exists(i, k) {
+                unsafe { *out.add(tt * rows + rr + k) = v[i][k] };
             }
         }
     }

@@ -21,7 +21,7 @@
 use crate::device::*;
 use crate::launch_shapes::{WG_K, WG_ROWS, WG_STAGE_BYTES, WG_STAGES, WG_TOKENS};
 use crate::launch_shapes::{WG_THREADS, WG_X_BYTES, WG_X_STRIDE};
-use crate::matmul::{k_pipeline, split_k_steps, split_k_sum, store_pair};
+use crate::matmul::{k_pipeline, split_k_steps, split_k_sum, store_pairs};
 
 /// 16-byte pieces of one stage's activation and weight tiles that each thread copies.
 const X_PIECES: usize = WG_TOKENS * WG_K / 4 / WG_THREADS;
@@ -144,13 +144,14 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
         }
     }
 
-    // Accumulators `4j .. 4j + 4`: tokens `g`, `g + 8` of this warp's 16 at rows `8j + 2t`, `+ 1`.
-    for j in 0..WG_ROWS / 8 {
-        for half in 0..2 {
-            let tt = t0 + 16 * warp + g + 8 * half;
-            let rr = r0 + 8 * j + 2 * t;
-            let v = [acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]];
-            unsafe { store_pair(out, bias, rows, tokens, epilogue, tt, rr, v) };
-        }
+    // Accumulators `4j .. 4j + 4`: tokens `g`, `g + 8` of this warp's 16 at rows `8j + 2t`, `+ 1`;
+    // stored 4 pairs at a time (`j` = `jj`, `jj + 1`, each `half`).
+    for jj in (0..WG_ROWS / 8).step_by(2) {
+        let at = core::array::from_fn(|p| (t0 + 16 * warp + g + 8 * (p % 2), r0 + 8 * (jj + p / 2) + 2 * t));
+        let v = core::array::from_fn(|p| {
+            let j = jj + p / 2;
+            [acc[4 * j + 2 * (p % 2)], acc[4 * j + 2 * (p % 2) + 1]]
+        });
+        unsafe { store_pairs::<4>(out, bias, rows, tokens, epilogue, at, v) };
     }
 }
