@@ -9,6 +9,9 @@
 //! Launch: grid `(rows, 1, 1)`, block `(256, 1, 1)` (any multiple of 32 up to 1024),
 //! dynamic shared memory `32 * 4` bytes (one partial sum per warp).
 //!
+//! Launched with programmatic dependent launch where the device has it (`host/src/cuda/launch.rs`):
+//! it waits for the kernel before it (`griddepcontrol.wait`) after loading its weights.
+//!
 //! Rows of up to [`HELD`] elements a thread are read once: each thread loads its elements and
 //! their weights before the block's sum, so the kernel waits for memory once (at 4.6–5.4 µs a
 //! launch on an H100 the two passes over `x` were mostly two round trips); longer rows take a
@@ -37,8 +40,10 @@ pub unsafe extern "ptx-kernel" fn rmsnorm_f32_bf16(
     let (tid, threads) = (thread_x() as usize, block_dim_x() as usize);
     let at = |k: usize| tid + k * threads;
     if n <= HELD * threads {
-        let xs: [f32; HELD] = core::array::from_fn(|k| if at(k) < n { unsafe { *x.add(at(k)) } } else { 0.0 });
+        // the weights (no kernel writes them) before the wait, the activations after
         let ws: [u16; HELD] = core::array::from_fn(|k| if at(k) < n { unsafe { *w.add(at(k)) } } else { 0 });
+        wait_for_previous_grid();
+        let xs: [f32; HELD] = core::array::from_fn(|k| if at(k) < n { unsafe { *x.add(at(k)) } } else { 0.0 });
         let mut ss = 0.0f32;
         for v in &xs {
             ss += v * v;
@@ -52,6 +57,7 @@ pub unsafe extern "ptx-kernel" fn rmsnorm_f32_bf16(
         }
         return;
     }
+    wait_for_previous_grid();
     let mut ss = 0.0f32;
     let mut i = tid;
     while i < n {

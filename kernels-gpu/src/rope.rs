@@ -11,9 +11,13 @@
 //! Layout: `qkv` `[tokens, (heads + 2·kv_heads)·d]` f32, each row the token's queries, keys and
 //! values side by side (what one product with the stacked q/k/v weight gives); `q`
 //! `[tokens, heads·d]` f32; caches as in `kv_layout.rs`. `d` a multiple of 8.
-//! Launch: grid `(tokens, 1, 1)`, block `(128, 1, 1)`: a block takes a token, its threads the
+//! Launch: grid `(tokens, 1, 1)`, block `(B, 1, 1)`: a block takes a token, its threads the
 //! token's work items in turn, each four rotations of one head (16-byte loads and stores of
-//! elements `i..i+4` and `i+d/2..i+d/2+4`) or four values of one value head.
+//! elements `i..i+4` and `i+d/2..i+d/2+4`) or four values of one value head. The host gives a
+//! block as many threads as a token has items (`(heads + kv_heads)·d/8 + kv_heads·d/4`, rounded
+//! up to 32, at most 1,024), so that each thread waits for its loads once. Launched with
+//! programmatic dependent launch where the device has it: it waits for the product before it
+//! (`griddepcontrol.wait`) before reading `qkv`.
 //! CPU twin: `host::cpu::ops::rope` and the cache copy in `CpuEngine::forward_tokens`.
 
 use crate::device::*;
@@ -34,6 +38,7 @@ pub unsafe extern "ptx-kernel" fn rope_kv_write(
     max_seq: u32,
     pos0: *const u32,
 ) {
+    wait_for_previous_grid();
     let t = block_x() as usize;
     let (heads, kv_heads, d) = (heads as usize, kv_heads as usize, head_dim as usize);
     let (half, max_seq) = (d / 2, max_seq as usize);

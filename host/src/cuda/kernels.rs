@@ -223,14 +223,9 @@ impl Gpu {
     /// `rmsnorm.rs`: `y[r] = x[r] / rms(x[r]) · w` for `rows` rows of `n`.
     pub fn rmsnorm(&self, y: Ptr<f32>, x: Ptr<f32>, w: Ptr<u16>, rows: usize, n: usize, eps: f32) -> Result<()> {
         let f = self.function("rmsnorm_f32_bf16")?;
-        let s = &self.stream;
-        let n = u32_of("n", n)?;
-        unsafe {
-            cuda(
-                "rmsnorm_f32_bf16",
-                launch!(f<<<GridSize::x(u32_of("rows", rows)?), BlockSize::x(256), 32 * 4, s>>>(y, x, w, n, eps)),
-            )
-        }
+        let (rows, n) = (u32_of("rows", rows)?, u32_of("n", n)?);
+        let mut args = kernel_args![y, x, w, n, eps];
+        unsafe { self.launch_overlapped(&f, "rmsnorm_f32_bf16", [rows, 1, 1], 256, 32 * 4, &mut args) }
     }
 
     /// `matmul.rs`: `y[t, r] = x[t]·w[r] + bias[r]` on tensor cores (split-bf16 products), then
@@ -295,19 +290,17 @@ impl Gpu {
         tokens: usize,
     ) -> Result<()> {
         let f = self.function("rope_kv_write")?;
-        let s = &self.stream;
         if !kv.head_dim.is_multiple_of(8) {
             return Err(Error::Cuda(format!("rope_kv_write needs head_dim a multiple of 8, not {}", kv.head_dim)));
         }
-        let grid = GridSize::x(u32_of("tokens", tokens)?);
+        let grid = [u32_of("tokens", tokens)?, 1, 1];
         let (h, g, d) = (u32_of("heads", heads)?, kv.kv_heads as u32, kv.head_dim as u32);
         let (l, m, p) = (layer as u32, u32_of("max_seq", kv.max_seq)?, pos0);
-        unsafe {
-            cuda(
-                "rope_kv_write",
-                launch!(f<<<grid, BlockSize::x(128), 0, s>>>(q, qkv, k_cache, v_cache, cos, sin, h, g, d, l, m, p)),
-            )
-        }
+        // a thread a work item (rope.rs), up to 1,024
+        let items = (heads + kv.kv_heads) * kv.head_dim / 8 + kv.kv_heads * kv.head_dim / 4;
+        let block = items.next_multiple_of(32).clamp(32, 1024) as u32;
+        let mut args = kernel_args![q, qkv, k_cache, v_cache, cos, sin, h, g, d, l, m, p];
+        unsafe { self.launch_overlapped(&f, "rope_kv_write", grid, block, 0, &mut args) }
     }
 
     /// Causal GQA of `tokens` query rows at positions `*pos0..` over the cache: on tensor cores
