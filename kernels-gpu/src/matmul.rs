@@ -151,6 +151,9 @@ pub unsafe extern "ptx-kernel" fn matmul_tc(
         }
     };
 
+    // Launched with programmatic dependent launch after a small kernel (the host's choice):
+    // nothing is read before that kernel is done.
+    wait_for_previous_grid();
     // The pipeline (`k_pipeline`): TC_STAGES − 1 steps in flight before the first product.
     k_pipeline::<TC_STAGES, { TC_STAGES as u32 - 2 }>(
         n,

@@ -127,6 +127,9 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
         }
     };
 
+    // Launched with programmatic dependent launch after a small kernel (the host's choice):
+    // nothing is read before that kernel is done.
+    wait_for_previous_grid();
     // The pipeline, `matmul_tc`'s (`k_pipeline`), with the steps made visible to the tensor
     // cores' reads by a proxy fence before the barrier; the stage a pass refills was multiplied
     // by the pass before, whose products are complete (`wgmma_m64n128k32` waits for them).

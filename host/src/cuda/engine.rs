@@ -489,13 +489,14 @@ impl CudaEngine {
         let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
         let p = |b: &DeviceBuffer<f32>| b.as_device_ptr();
         let pos0 = s.io.as_device_ptr();
-        let mm = |out: Ptr<f32>, x: Ptr<f32>, w: Ptr<u16>, bias: Ptr<f32>, rows: usize, cols: usize, e: Epilogue| {
-            g.matmul(&s.products, out, x, w, bias, rows, cols, t, e)
+        // a product; `after_norm`: it follows an RMSNorm, and may start while that finishes (PDL)
+        let mm = |out: Ptr<f32>, x: Ptr<f32>, w: Ptr<u16>, bias: Ptr<f32>, rows, cols, e: Epilogue, after_norm| {
+            g.matmul(&s.products, out, x, w, bias, rows, cols, t, e, after_norm)
         };
 
         // xb = norm(x); [q k v] = xb·[Wq Wk Wv]ᵀ + [bq bk bv]    [t, q_dim + 2·kv_dim]
         g.rmsnorm(p(&s.xb), p(&s.x), layer.input_layernorm, t, h, cfg.rms_norm_eps)?;
-        mm(p(&s.qkv), p(&s.xb), layer.qkv, layer.qkv_bias, qd + 2 * kvd, h, Epilogue::Store)?;
+        mm(p(&s.qkv), p(&s.xb), layer.qkv, layer.qkv_bias, qd + 2 * kvd, h, Epilogue::Store, true)?;
         // rotate the queries into q, the keys into the K cache; copy the values into the V cache
         g.rope_kv_write(
             p(&s.q),
@@ -513,11 +514,11 @@ impl CudaEngine {
         // att = attention(q, cache); x += att·Woᵀ                [t, q_dim] → [t, h]
         let (q, att, heads) = (p(&s.q), p(&s.att), cfg.num_attention_heads);
         g.attention(&s.products, att, q, p(&self.k_cache), p(&self.v_cache), kv, heads, l, pos0, t, None)?;
-        mm(p(&s.x), p(&s.att), layer.o_proj, null(), h, qd, Epilogue::Accumulate)?;
+        mm(p(&s.x), p(&s.att), layer.o_proj, null(), h, qd, Epilogue::Accumulate, false)?;
         // xb = norm(x); mlp = silu(xb·Wgᵀ) ⊙ xb·Wuᵀ; x += mlp·Wdᵀ   [t, inter] → [t, h]
         g.rmsnorm(p(&s.xb), p(&s.x), layer.post_attention_layernorm, t, h, cfg.rms_norm_eps)?;
-        mm(p(&s.mlp), p(&s.xb), layer.gate_up, null(), 2 * inter, h, Epilogue::SwiGlu)?;
-        mm(p(&s.x), p(&s.mlp), layer.down_proj, null(), h, inter, Epilogue::Accumulate)
+        mm(p(&s.mlp), p(&s.xb), layer.gate_up, null(), 2 * inter, h, Epilogue::SwiGlu, true)?;
+        mm(p(&s.x), p(&s.mlp), layer.down_proj, null(), h, inter, Epilogue::Accumulate, false)
     }
 }
 

@@ -232,7 +232,10 @@ impl Gpu {
     /// the epilogue (`out = y`, `out += y`, or SwiGLU of row pairs into an `out` of `rows / 2`
     /// columns). `bias` may be null. `matmul_wgmma` where [`Gpu::wgmma`], `cols % 8 == 0`
     /// and `wgmma_pays`, else `matmul_tc`. Short prompts give few output tiles; then the K range is split over several
-    /// blocks per tile (partial sums in `scratch`) so that the grid fills the GPU.
+    /// blocks per tile (partial sums in `scratch`) so that the grid fills the GPU. `overlap`:
+    /// launched with programmatic dependent launch where the device has it (the kernel waits for
+    /// the one before it before reading anything), for products that follow a small kernel; after
+    /// a product, early-resident blocks would take its last blocks' places.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
@@ -245,6 +248,7 @@ impl Gpu {
         cols: usize,
         tokens: usize,
         epilogue: Epilogue,
+        overlap: bool,
     ) -> Result<()> {
         if epilogue == Epilogue::SwiGlu && !rows.is_multiple_of(2) {
             return Err(Error::Cuda(format!("the SwiGLU product needs gate/up row pairs, not {rows} rows")));
@@ -255,19 +259,15 @@ impl Gpu {
             ("matmul_tc", &MMA_TILING, TC_SHARED_BYTES)
         };
         let f = self.function(name)?;
-        let s = &self.stream;
         let (r, c, t) = (u32_of("rows", rows)?, u32_of("cols", cols)?, u32_of("tokens", tokens)?);
         let splits = matmul_splits(tiling, rows, cols, tokens, self.sms);
-        let grid =
-            GridSize::xyz(r.div_ceil(tiling.tile_rows as u32), t.div_ceil(tiling.tile_tokens as u32), splits as u32);
+        let grid = [r.div_ceil(tiling.tile_rows as u32), t.div_ceil(tiling.tile_tokens as u32), splits as u32];
         let (work, counters) = (scratch.work.as_device_ptr(), scratch.counters.as_device_ptr());
-        unsafe {
-            cuda(
-                name,
-                launch!(f<<<grid, BlockSize::x(tiling.threads), smem as u32, s>>>(
-                    out, x, w, bias, r, c, t, epilogue.code(), work, counters
-                )),
-            )
+        let mut args = kernel_args![out, x, w, bias, r, c, t, epilogue.code(), work, counters];
+        if overlap {
+            unsafe { self.launch_overlapped(&f, name, grid, tiling.threads, smem as u32, &mut args) }
+        } else {
+            unsafe { self.launch_plain(&f, name, grid, tiling.threads, smem as u32, &mut args) }
         }
     }
 

@@ -103,21 +103,36 @@ impl Gpu {
                 };
                 unsafe { launch(&config, f.to_raw(), args.as_mut_ptr(), std::ptr::null_mut()) }
             }
-            None => unsafe {
-                cu::cuLaunchKernel(
-                    f.to_raw(),
-                    grid[0],
-                    grid[1],
-                    grid[2],
-                    block,
-                    1,
-                    1,
-                    shared,
-                    stream,
-                    args.as_mut_ptr(),
-                    std::ptr::null_mut(),
-                )
-            },
+            None => return unsafe { self.launch_plain(f, name, grid, block, shared, args) },
+        };
+        check(&format!("launching {name}"), r)
+    }
+
+    /// Launches `f` on the stream after the previous kernel (`cuLaunchKernel`); `args` as for
+    /// [`Gpu::launch_overlapped`].
+    pub(super) unsafe fn launch_plain(
+        &self,
+        f: &Function,
+        name: &str,
+        grid: [u32; 3],
+        block: u32,
+        shared: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
+        let r = unsafe {
+            cu::cuLaunchKernel(
+                f.to_raw(),
+                grid[0],
+                grid[1],
+                grid[2],
+                block,
+                1,
+                1,
+                shared,
+                self.stream.as_inner(),
+                args.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
         };
         check(&format!("launching {name}"), r)
     }
