@@ -7,6 +7,10 @@
 //! `griddepcontrol.wait` before it touches anything the previous kernel writes. The decode kernels
 //! do both (`kernels-gpu/src/device.rs`: `launch_dependents`, `wait_for_previous_grid`) and, in
 //! between, load their first weights, so those are in flight while the previous kernel finishes.
+//! Of a prompt's kernels, RMSNorm, `rope_kv_write` and the products that follow an RMSNorm are
+//! launched so and wait; none of them calls `launch_dependents`, so the next kernel comes in as
+//! the one before finishes rather than at its start (its waiting blocks would take the places of
+//! the running kernel's last blocks: BENCHMARKS.md, steps 35–36 and session 10's attempt).
 //!
 //! `cuLaunchKernelEx` (CUDA 12) is not among `cust` 0.3's bindings: it is looked up at run time
 //! with `cuGetProcAddress`, and where the driver lacks it, or the device is older than sm_90, or
