@@ -46,7 +46,9 @@ use crate::launch_shapes::{TC_K, TC_STAGE_BYTES, TC_STAGES, TC_TILE, TC_W_STRIDE
 /// and `counters` are not touched (may be null).
 ///
 /// Launch: grid `(ceil(rows / 64), ceil(tokens / 64), S)`, block `(128, 1, 1)`, dynamic shared
-/// memory [`TC_SHARED_BYTES`] (these constants are in `launch_shapes.rs`). sm_80 or newer.
+/// memory [`TC_SHARED_BYTES`] (these constants are in `launch_shapes.rs`). sm_80 or newer. It may
+/// be launched with programmatic dependent launch: it waits for the grid before it
+/// (`griddepcontrol.wait`) before its first copy.
 /// CPU twin: `host::cpu::ops::matmul` (then `ops::swiglu` for the SwiGLU epilogue).
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]

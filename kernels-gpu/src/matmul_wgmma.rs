@@ -46,7 +46,8 @@ const W_PASS_ROWS: usize = WG_THREADS / 8;
 /// Split-K, `work` and `counters`: as `matmul_tc`, with tiles of 128 × 128 (16,384 floats a slot).
 ///
 /// Launch: grid `(ceil(rows / 128), ceil(tokens / 128), S)`, block `(256, 1, 1)`, dynamic shared
-/// memory [`WG_SHARED_BYTES`] (above 48 KiB: the host raises the kernel's limit). sm_90a.
+/// memory [`WG_SHARED_BYTES`] (above 48 KiB: the host raises the kernel's limit). sm_90a. May be
+/// launched with programmatic dependent launch, as `matmul_tc`.
 /// CPU twin: `host::cpu::ops::matmul` (then `ops::swiglu` for the SwiGLU epilogue).
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
