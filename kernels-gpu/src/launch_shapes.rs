@@ -34,6 +34,13 @@ pub const LM_HEAD_ROWS_PER_WARP: usize = 4;
 pub const GATE_UP_NARROW_COLS: usize = 8 * 32 * 4;
 pub const GATE_UP_PAIRS_PER_WARP: usize = 4;
 
+/// Work items of one token in `rope_kv_write` (`head_dim` a multiple of 8): four rotation pairs of
+/// a q or k head each, then four values of a v head each. The host gives a block one thread an
+/// item.
+pub const fn rope_work_items(heads: usize, kv_heads: usize, head_dim: usize) -> usize {
+    (heads + kv_heads) * (head_dim / 8) + kv_heads * (head_dim / 4)
+}
+
 /// `matmul_tc`'s epilogues (its `epilogue` argument): store the product, add it to `out`, or
 /// store `silu(gate) · up` of row pairs.
 pub const EPILOGUE_STORE: u32 = 0;

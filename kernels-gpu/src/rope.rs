@@ -14,7 +14,7 @@
 //! Launch: grid `(tokens, 1, 1)`, block `(B, 1, 1)`: a block takes a token, its threads the
 //! token's work items in turn, each four rotations of one head (16-byte loads and stores of
 //! elements `i..i+4` and `i+d/2..i+d/2+4`) or four values of one value head. The host gives a
-//! block as many threads as a token has items (`(heads + kv_heads)·d/8 + kv_heads·d/4`, rounded
+//! block as many threads as a token has items (`launch_shapes::rope_work_items`, rounded
 //! up to 32, at most 1,024), so that each thread waits for its loads once. Launched with
 //! programmatic dependent launch where the device has it: it waits for the product before it
 //! (`griddepcontrol.wait`) before reading `qkv`.
@@ -22,6 +22,7 @@
 
 use crate::device::*;
 use crate::kv_layout::kv_cache_offset;
+use crate::launch_shapes::rope_work_items;
 
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn rope_kv_write(
@@ -50,7 +51,7 @@ pub unsafe extern "ptx-kernel" fn rope_kv_write(
     let row = unsafe { qkv.add(t * (heads + 2 * kv_heads) * d) };
     // Work items: (heads + kv_heads)·d/8 rotations of four pairs, then kv_heads·d/4 value copies.
     let rotations = (heads + kv_heads) * (half / 4);
-    let items = rotations + kv_heads * (d / 4);
+    let items = rope_work_items(heads, kv_heads, d);
     let mut w = thread_x() as usize;
     while w < items {
         if w < rotations {

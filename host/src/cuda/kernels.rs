@@ -297,7 +297,7 @@ impl Gpu {
         let (h, g, d) = (u32_of("heads", heads)?, kv.kv_heads as u32, kv.head_dim as u32);
         let (l, m, p) = (layer as u32, u32_of("max_seq", kv.max_seq)?, pos0);
         // a thread a work item (rope.rs), up to 1,024
-        let items = (heads + kv.kv_heads) * kv.head_dim / 8 + kv.kv_heads * kv.head_dim / 4;
+        let items = shapes::rope_work_items(heads, kv.kv_heads, kv.head_dim);
         let block = items.next_multiple_of(32).clamp(32, 1024) as u32;
         let mut args = kernel_args![q, qkv, k_cache, v_cache, cos, sin, h, g, d, l, m, p];
         unsafe { self.launch_overlapped(&f, "rope_kv_write", grid, block, 0, &mut args) }
