@@ -86,21 +86,28 @@ fn embedding_matches_cpu() {
 #[ignore = "needs a CUDA GPU"]
 fn matmul_matches_cpu() {
     let mut gpu = Gpu::open().expect("a CUDA device");
-    // Both prompt-product kernels where the device has both (`matmul_wgmma` needs the sm_90a PTX,
-    // which an H100 loads: it must not be skipped there).
-    let kernels: &[bool] = if gpu.wgmma { &[false, true] } else { &[false] };
+    // Every prompt-product kernel the device has (`matmul_wgmma` and `matmul_wgmma_64` need the
+    // sm_90a PTX, which an H100 loads: they must not be skipped there): `matmul_tc` alone, the
+    // engine's choice by size, then each `wgmma` tiling on every case with `cols % 8 == 0`.
+    let choices: &[(bool, Option<usize>)] =
+        if gpu.wgmma { &[(false, None), (true, None), (true, Some(128)), (true, Some(64))] } else { &[(false, None)] };
     assert!(
         gpu.wgmma || gpu.arch != "sm_90a" || std::env::var_os("QWEN_RS_NO_WGMMA").is_some(),
         "sm_90a PTX loaded without matmul_wgmma"
     );
-    for &wgmma in kernels {
+    for &(wgmma, force) in choices {
         gpu.wgmma = wgmma;
+        gpu.force_wgmma_tokens = force;
         matmul_cases(&gpu);
     }
 }
 
 fn matmul_cases(gpu: &Gpu) {
-    let kernel = if gpu.wgmma { "matmul_wgmma (matmul_tc where cols % 8 != 0)" } else { "matmul_tc" };
+    let kernel = match (gpu.wgmma, gpu.force_wgmma_tokens) {
+        (false, _) => "matmul_tc".to_string(),
+        (true, None) => "by size".to_string(),
+        (true, Some(t)) => format!("matmul_wgmma, {t}-token tiles (matmul_tc where cols % 8 != 0)"),
+    };
     let mut rng = fresh_rng();
     // (rows, cols, tokens, bias, epilogue): 0.5B prompt shapes, vectorised (cols % 8 == 0) and
     // scalar staging, tiles ragged in every dimension (rows, tokens not multiples of 64, cols of

@@ -70,27 +70,42 @@ pub const TC_TILE_ELEMS: usize = TC_TILE * TC_TILE;
 /// Tokens and weight rows of one `matmul_wgmma` block tile (the block is two warpgroups, 256
 /// threads; warp `w` computes tokens `16w .. 16w + 16` of the tile for all 128 rows, so the two
 /// warpgroups share each weight tile), the columns of one K step, and the shared-memory stages
-/// `cp.async` fills ahead of the products.
+/// `cp.async` fills ahead of the products. `matmul_wgmma_64` is the same kernel with 64-token
+/// tiles (one warpgroup, 128 threads; three blocks fit an SM instead of two) for the grids that
+/// 128-token tiles leave with a nearly empty last wave.
 pub const WG_TOKENS: usize = 128;
+pub const WG_SMALL_TOKENS: usize = 64;
 pub const WG_ROWS: usize = 128;
 pub const WG_THREADS: usize = 256;
 pub const WG_K: usize = 64;
 pub const WG_STAGES: usize = 2;
+/// Threads of a `matmul_wgmma*` block with `tokens`-token tiles: a warp every 16 tokens.
+pub const fn wg_threads(tokens: usize) -> usize {
+    tokens * 2
+}
 /// Row stride (f32) of `matmul_wgmma`'s activation tile: padded by 8 as `TC_X_STRIDE`, so that the
 /// fragment reads fall on different banks (`(72·g + 2t) mod 32` distinct in each half-warp).
 pub const WG_X_STRIDE: usize = WG_K + 8;
-/// Bytes of one `matmul_wgmma` stage: the activation tile `[WG_TOKENS][WG_X_STRIDE]` f32, then the
-/// weight tile in `wgmma`'s 128-byte-swizzle K-major layout: row `r`'s 64 bf16 of K in the 128
-/// bytes at `128·r`, its 16-byte chunk `c` at chunk `c ^ (r mod 8)` (the tile 1,024-byte aligned),
-/// so that every row is one global 128-byte line copied to one shared 128-byte line.
-pub const WG_X_BYTES: usize = WG_TOKENS * WG_X_STRIDE * 4;
+/// Bytes of one `matmul_wgmma*` stage with `tokens`-token tiles: the activation tile
+/// `[tokens][WG_X_STRIDE]` f32, then the weight tile in `wgmma`'s 128-byte-swizzle K-major layout:
+/// row `r`'s 64 bf16 of K in the 128 bytes at `128·r`, its 16-byte chunk `c` at chunk `c ^ (r mod 8)`
+/// (the tile 1,024-byte aligned: `tokens · 288` bytes of activations come first, a multiple of
+/// 1,024 for 64 and 128 tokens), so that every row is one global 128-byte line copied to one
+/// shared 128-byte line.
+pub const fn wg_x_bytes(tokens: usize) -> usize {
+    tokens * WG_X_STRIDE * 4
+}
 pub const WG_W_BYTES: usize = WG_ROWS * WG_K * 2;
-pub const WG_STAGE_BYTES: usize = WG_X_BYTES + WG_W_BYTES;
-/// Dynamic shared memory of `matmul_wgmma` (106,496 bytes: above the 48 KiB default, so the host
-/// raises the kernel's limit; two blocks fit an H100 SM, as do their registers).
-pub const WG_SHARED_BYTES: usize = WG_STAGES * WG_STAGE_BYTES;
-/// Output elements of one `matmul_wgmma` tile.
-pub const WG_TILE_ELEMS: usize = WG_TOKENS * WG_ROWS;
+pub const fn wg_stage_bytes(tokens: usize) -> usize {
+    wg_x_bytes(tokens) + WG_W_BYTES
+}
+/// Dynamic shared memory of `matmul_wgmma` (106,496 bytes) and `matmul_wgmma_64` (69,632): above
+/// the 48 KiB default, so the host raises the kernels' limits; two blocks of the first, three of
+/// the second fit an H100 SM, as do their registers.
+pub const fn wg_shared_bytes(tokens: usize) -> usize {
+    WG_STAGES * wg_stage_bytes(tokens)
+}
+pub const WG_SHARED_BYTES: usize = wg_shared_bytes(WG_TOKENS);
 
 /// Query rows of one `attention_prefill_tc_*` block (4 warps of 16) and keys of one K/V tile.
 pub const FLASH_ROWS: usize = 64;

@@ -19,17 +19,9 @@
 //! products only (the host's `wgmma_pays`): on short ones its bigger tiles leave the GPU emptier.
 
 use crate::device::*;
-use crate::launch_shapes::{WG_K, WG_ROWS, WG_STAGE_BYTES, WG_STAGES, WG_TOKENS};
-use crate::launch_shapes::{WG_THREADS, WG_X_BYTES, WG_X_STRIDE};
+use crate::launch_shapes::{WG_K, WG_ROWS, WG_SMALL_TOKENS, WG_STAGES, WG_TOKENS, WG_X_STRIDE};
+use crate::launch_shapes::{wg_stage_bytes, wg_threads, wg_x_bytes};
 use crate::matmul::{k_pipeline, split_k_steps, split_k_sum, store_pairs};
-
-/// 16-byte pieces of one stage's activation and weight tiles that each thread copies.
-const X_PIECES: usize = WG_TOKENS * WG_K / 4 / WG_THREADS;
-const W_PIECES: usize = WG_ROWS * WG_K / 8 / WG_THREADS;
-/// Tile rows one pass of the block's threads copies: 16 threads a row of activations (64 f32),
-/// 8 a row of weights (64 bf16).
-const X_PASS_ROWS: usize = WG_THREADS / 16;
-const W_PASS_ROWS: usize = WG_THREADS / 8;
 
 /// `matmul_tc`'s product (module doc) on `wgmma`: `y[t, r] = bias[r] + Σ_c x[t, c] · w[r, c]`,
 /// then the epilogue `epilogue`. Needs `cols % 8 == 0` and 16-byte aligned `x` and `w`.
@@ -46,7 +38,7 @@ const W_PASS_ROWS: usize = WG_THREADS / 8;
 /// Split-K, `work` and `counters`: as `matmul_tc`, with tiles of 128 × 128 (16,384 floats a slot).
 ///
 /// Launch: grid `(ceil(rows / 128), ceil(tokens / 128), S)`, block `(256, 1, 1)`, dynamic shared
-/// memory [`WG_SHARED_BYTES`] (above 48 KiB: the host raises the kernel's limit). sm_90a. May be
+/// memory `WG_SHARED_BYTES` (above 48 KiB: the host raises the kernel's limit). sm_90a. May be
 /// launched with programmatic dependent launch, as `matmul_tc`.
 /// CPU twin: `host::cpu::ops::matmul` (then `ops::swiglu` for the SwiGLU epilogue).
 #[unsafe(no_mangle)]
@@ -63,8 +55,56 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
     work: *mut f32,
     counters: *mut u32,
 ) {
+    unsafe { wgmma_product::<WG_TOKENS>(out, x, w, bias, rows, cols, tokens, epilogue, work, counters) }
+}
+
+/// [`matmul_wgmma`] with tiles of 64 tokens × 128 rows: one warpgroup a block (4 warps of 16
+/// tokens), 64 × 128 split-K slots. Same math, layout and epilogues. A 512-token prompt's gate/up
+/// product is 304 tiles of 128 tokens on 264 block slots (two an SM): a second wave 15 % full;
+/// here 608 tiles on 396 slots (three an SM).
+/// Launch: grid `(ceil(rows / 128), ceil(tokens / 64), S)`, block `(128, 1, 1)`, dynamic shared
+/// memory `wg_shared_bytes(64)` (69,632 bytes). sm_90a. CPU twin as [`matmul_wgmma`].
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "ptx-kernel" fn matmul_wgmma_64(
+    out: *mut f32,
+    x: *const f32,
+    w: *const u16,
+    bias: *const f32,
+    rows: u32,
+    cols: u32,
+    tokens: u32,
+    epilogue: u32,
+    work: *mut f32,
+    counters: *mut u32,
+) {
+    unsafe { wgmma_product::<WG_SMALL_TOKENS>(out, x, w, bias, rows, cols, tokens, epilogue, work, counters) }
+}
+
+/// The body of both kernels, for tiles of `TOK` tokens (a multiple of 64: whole warpgroups).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn wgmma_product<const TOK: usize>(
+    out: *mut f32,
+    x: *const f32,
+    w: *const u16,
+    bias: *const f32,
+    rows: u32,
+    cols: u32,
+    tokens: u32,
+    epilogue: u32,
+    work: *mut f32,
+    counters: *mut u32,
+) {
+    let threads = wg_threads(TOK);
+    // 16-byte pieces of one stage's activation and weight tiles that each thread copies (8, and
+    // 4 or 8), and the tile rows one pass of the block's threads copies: 16 threads a row of
+    // activations (64 f32), 8 a row of weights (64 bf16).
+    let (x_pieces, w_pieces) = (TOK * WG_K / 4 / threads, WG_ROWS * WG_K / 8 / threads);
+    let (x_pass_rows, w_pass_rows) = (threads / 16, threads / 8);
+    let x_bytes = wg_x_bytes(TOK);
     let (rows, cols, tokens) = (rows as usize, cols as usize, tokens as usize);
-    let (r0, t0) = (block_x() as usize * WG_ROWS, block_y() as usize * WG_TOKENS);
+    let (r0, t0) = (block_x() as usize * WG_ROWS, block_y() as usize * TOK);
     let (first, n) = split_k_steps(cols, WG_K);
     let tid = thread_x() as usize;
     let (g, t, warp) = (lane() as usize / 4, lane() as usize % 4, warp_id() as usize);
@@ -74,35 +114,36 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
     // `wgmma` swizzles by shared address bits, so this layout needs the tile on a 1,024-byte
     // boundary: the stage offsets are multiples of 1,024, and the dynamic shared memory starts on
     // one (on the H100 with driver 580; were it not, the kernel test's products would be wrong).
-    let w_at = |row: usize, chunk: usize| WG_X_BYTES + row * 128 + ((chunk ^ (row & 7)) * 16);
+    let w_at = |row: usize, chunk: usize| x_bytes + row * 128 + ((chunk ^ (row & 7)) * 16);
 
-    // Filling a stage with K step `step`: 128 × 64 activations (2,048 pieces of 16 bytes, 8 per
-    // thread: row `16i + tid/16`, columns `(tid mod 16)·4 ..+ 4`) and 128 × 64 weights (1,024
-    // pieces, 4 per thread: row `32i + tid/8`, chunk `tid mod 8`): each 8 (or 16) threads copy one
-    // row's 128 (256) contiguous bytes of the step into one shared line (two), past L1.
+    // Filling a stage with K step `step`: TOK × 64 activations (8 pieces of 16 bytes per thread:
+    // row `(threads/16)·i + tid/16`, columns `(tid mod 16)·4 ..+ 4`) and 128 × 64 weights (1,024
+    // pieces, 4 or 8 per thread: row `(threads/8)·i + tid/8`, chunk `tid mod 8`): each 8 (or 16)
+    // threads copy one row's 128 (256) contiguous bytes of the step into one shared line (two),
+    // past L1.
     let (xr, xc) = (tid / 16, tid % 16 * 4);
     let (wr, wc) = (tid / 8, tid % 8);
     let (x_src, x_dst) = (x.wrapping_add((t0 + xr) * cols + xc), x_at(xr, xc) as u32);
     let (w_src, w_dst) = (w.wrapping_add((r0 + wr) * cols + wc * 8), w_at(wr, wc) as u32);
     // Interior tiles (every row and token present, the whole step inside `cols`) copy without
     // checks; edges zero-fill what lies outside.
-    let interior = t0 + WG_TOKENS <= tokens && r0 + WG_ROWS <= rows;
+    let interior = t0 + TOK <= tokens && r0 + WG_ROWS <= rows;
     let fill = |step: usize, stage: u32| {
         let k0 = step * WG_K;
         let full = interior && k0 + WG_K <= cols;
         // The row stride of the pieces, opaque to the compiler, so that it works out each piece's
         // source here instead of keeping eight pointers in registers across the K loop.
-        let x_stride = opaque_usize(X_PASS_ROWS * cols);
-        for i in 0..X_PIECES {
-            let ok = full || (t0 + xr + X_PASS_ROWS * i < tokens && k0 + xc < cols);
+        let x_stride = opaque_usize(x_pass_rows * cols);
+        for i in 0..x_pieces {
+            let ok = full || (t0 + xr + x_pass_rows * i < tokens && k0 + xc < cols);
             let src = if ok { x_src.wrapping_add(i * x_stride + k0) } else { x };
-            let dst = base + stage + x_dst + (X_PASS_ROWS * i * WG_X_STRIDE * 4) as u32;
+            let dst = base + stage + x_dst + (x_pass_rows * i * WG_X_STRIDE * 4) as u32;
             unsafe { cp_async_16(dst, src as *const u8, if ok { 16 } else { 0 }) };
         }
-        for i in 0..W_PIECES {
-            let ok = full || (r0 + wr + W_PASS_ROWS * i < rows && k0 + wc * 8 < cols);
-            let src = if ok { w_src.wrapping_add(W_PASS_ROWS * i * cols + k0) } else { w };
-            let dst = base + stage + w_dst + (W_PASS_ROWS * i * 128) as u32;
+        for i in 0..w_pieces {
+            let ok = full || (r0 + wr + w_pass_rows * i < rows && k0 + wc * 8 < cols);
+            let src = if ok { w_src.wrapping_add(w_pass_rows * i * cols + k0) } else { w };
+            let dst = base + stage + w_dst + (w_pass_rows * i * 128) as u32;
             unsafe { cp_async_16(dst, src as *const u8, if ok { 16 } else { 0 }) };
         }
     };
@@ -123,7 +164,7 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
                     (ah[1][q], ah[0][q]) = split_bf16x2(v[0], v[1]);
                 }
             }
-            let b = core::array::from_fn(|h| wgmma_desc_sw128(base + stage + (WG_X_BYTES + 64 * kk + 32 * h) as u32));
+            let b = core::array::from_fn(|h| wgmma_desc_sw128(base + stage + (x_bytes + 64 * kk + 32 * h) as u32));
             unsafe { wgmma_m64n128k32(&mut acc, a, b) };
         }
     };
@@ -136,7 +177,7 @@ pub unsafe extern "ptx-kernel" fn matmul_wgmma(
     // by the pass before, whose products are complete (`wgmma_m64n128k32` waits for them).
     k_pipeline::<WG_STAGES, { WG_STAGES as u32 - 2 }>(
         n,
-        WG_STAGE_BYTES as u32,
+        wg_stage_bytes(TOK) as u32,
         fence_proxy_async_shared,
         |j, stage| fill(first + j, stage),
         multiply,

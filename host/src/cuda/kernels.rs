@@ -15,7 +15,7 @@ use cust::sys as cu;
 use shapes::{
     DECODE_ATTENTION_WARPS, DECODE_ATTENTION_WIDE_WARPS, DECODE_WARPS, GATE_UP_NARROW_COLS, GATE_UP_PAIRS_PER_WARP,
     LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_K, TC_SHARED_BYTES, TC_TILE, TC_TILE_ELEMS, WG_K, WG_ROWS,
-    WG_SHARED_BYTES, WG_THREADS, WG_TOKENS,
+    WG_SHARED_BYTES, WG_SMALL_TOKENS, WG_TOKENS, wg_shared_bytes, wg_threads,
 };
 
 pub type Ptr<T> = DevicePointer<T>;
@@ -87,8 +87,20 @@ struct ProductTiling {
 
 const MMA_TILING: ProductTiling =
     ProductTiling { tile_rows: TC_TILE, tile_tokens: TC_TILE, k: TC_K, threads: 128, blocks_per_sm: 3 };
-const WGMMA_TILING: ProductTiling =
-    ProductTiling { tile_rows: WG_ROWS, tile_tokens: WG_TOKENS, k: WG_K, threads: WG_THREADS as u32, blocks_per_sm: 2 };
+const WGMMA_TILING: ProductTiling = ProductTiling {
+    tile_rows: WG_ROWS,
+    tile_tokens: WG_TOKENS,
+    k: WG_K,
+    threads: wg_threads(WG_TOKENS) as u32,
+    blocks_per_sm: 2,
+};
+const WGMMA_64_TILING: ProductTiling = ProductTiling {
+    tile_rows: WG_ROWS,
+    tile_tokens: WG_SMALL_TOKENS,
+    k: WG_K,
+    threads: wg_threads(WG_SMALL_TOKENS) as u32,
+    blocks_per_sm: 3,
+};
 
 /// Whether `matmul_wgmma` beats `matmul_tc` on a product of `rows × cols` weights and `tokens`
 /// tokens: where it has enough work, `rows · cols · tokens` ≥ 2·10⁹ multiply-adds. Chosen from
@@ -101,6 +113,16 @@ const WGMMA_TILING: ProductTiling =
 fn wgmma_pays(rows: usize, cols: usize, tokens: usize) -> bool {
     let work = rows as f64 * cols as f64 * tokens as f64;
     work >= 2e9
+}
+
+/// Whether a `matmul_wgmma` product runs on 64-token tiles (`matmul_wgmma_64`, three blocks an
+/// SM) rather than 128 (two an SM): on prompts of up to 512 tokens, whose grids of 128-token tiles
+/// leave a last wave nearly empty (the 0.5B's 512-token gate/up: 304 tiles on 264 slots) or, split
+/// over K, hold few tiles. Chosen on an H100 (BENCHMARKS.md, step 37): 0.5B prefill 512 4.70–4.76
+/// → 4.53–4.74 ms, 1.5B 128 / 512 tokens 5.20 / 10.74 → 4.69 / 9.71 ms; at 1,024 tokens and more
+/// the bigger tiles were faster (session 10: gate/up 120.4 against 138.9 µs).
+fn wgmma_small_tiles(tokens: usize) -> bool {
+    tokens <= 512
 }
 
 /// Blocks per output tile of a prompt product (its grid's `z`): enough to give the GPU about
@@ -154,6 +176,7 @@ fn flash_parts_fit(parts: usize, query_tiles: usize, head_dim: usize) -> bool {
 pub(super) fn allow_large_shared(module: &Module) -> Result<()> {
     let kernels = [
         ("matmul_wgmma", WG_SHARED_BYTES),
+        ("matmul_wgmma_64", wg_shared_bytes(WG_SMALL_TOKENS)),
         ("attention_prefill_tc_64", shapes::flash_shared_bytes(64)),
         ("attention_prefill_tc_128", shapes::flash_shared_bytes(128)),
     ];
@@ -253,10 +276,16 @@ impl Gpu {
         if epilogue == Epilogue::SwiGlu && !rows.is_multiple_of(2) {
             return Err(Error::Cuda(format!("the SwiGLU product needs gate/up row pairs, not {rows} rows")));
         }
-        let (name, tiling, smem) = if self.wgmma && cols.is_multiple_of(8) && wgmma_pays(rows, cols, tokens) {
-            ("matmul_wgmma", &WGMMA_TILING, WG_SHARED_BYTES)
-        } else {
-            ("matmul_tc", &MMA_TILING, TC_SHARED_BYTES)
+        let wgmma = self.wgmma && cols.is_multiple_of(8);
+        let (name, tiling, smem) = match self.force_wgmma_tokens {
+            _ if !wgmma => ("matmul_tc", &MMA_TILING, TC_SHARED_BYTES),
+            Some(WG_SMALL_TOKENS) => ("matmul_wgmma_64", &WGMMA_64_TILING, wg_shared_bytes(WG_SMALL_TOKENS)),
+            Some(_) => ("matmul_wgmma", &WGMMA_TILING, WG_SHARED_BYTES),
+            None if !wgmma_pays(rows, cols, tokens) => ("matmul_tc", &MMA_TILING, TC_SHARED_BYTES),
+            None if wgmma_small_tiles(tokens) => {
+                ("matmul_wgmma_64", &WGMMA_64_TILING, wg_shared_bytes(WG_SMALL_TOKENS))
+            }
+            None => ("matmul_wgmma", &WGMMA_TILING, WG_SHARED_BYTES),
         };
         let f = self.function(name)?;
         let (r, c, t) = (u32_of("rows", rows)?, u32_of("cols", cols)?, u32_of("tokens", tokens)?);

@@ -50,6 +50,9 @@ pub struct Gpu {
     /// Whether prompt products use `matmul_wgmma` (in the loaded PTX, i.e. `sm_90a`, and not turned
     /// off with `QWEN_RS_NO_WGMMA`); else `matmul_tc`. Tests switch it to compare both.
     pub wgmma: bool,
+    /// Tests: with [`Gpu::wgmma`], every product whose `cols % 8 == 0` on `matmul_wgmma` (128) or
+    /// `matmul_wgmma_64` (64), whatever its size; `None` (the engine's) chooses by size.
+    pub force_wgmma_tokens: Option<usize>,
     _context: Context,
 }
 
@@ -82,7 +85,17 @@ impl Gpu {
         let stream = cuda("cuStreamCreate", Stream::new(StreamFlags::NON_BLOCKING, None))?;
         let launch_ex = launch::find_launch_kernel_ex(cc);
         let wgmma = module.get_function("matmul_wgmma").is_ok() && std::env::var_os("QWEN_RS_NO_WGMMA").is_none();
-        Ok(Gpu { name, arch, sms: sms.max(1) as usize, module, stream, launch_ex, wgmma, _context: context })
+        Ok(Gpu {
+            name,
+            arch,
+            sms: sms.max(1) as usize,
+            module,
+            stream,
+            launch_ex,
+            wgmma,
+            force_wgmma_tokens: None,
+            _context: context,
+        })
     }
 
     /// Makes this device's context current on the calling thread (it is current on the thread that
