@@ -1,8 +1,9 @@
 //! The CUDA forward pass: the same steps as the CPU engine, each one a kernel of `kernels-gpu`.
 //!
 //! Everything is allocated once in [`CudaEngine::new`]: the weights (bf16; GGUF weights were
-//! dequantised at load), the KV cache for the whole context, the RoPE tables, and one scratch
-//! buffer per activation (llama2.c's `RunState`), sized for a chunk of [`CHUNK`] prompt tokens.
+//! dequantised at load), the KV cache for the whole context, the RoPE tables, and the activation
+//! buffers (llama2.c's `RunState`; those of the attention half inside the MLP's, which is not in
+//! use then), sized for a chunk of [`CHUNK`] prompt tokens.
 //! A forward pass allocates nothing; it copies the start position and the token ids in (one copy)
 //! and either the logits or, for greedy decoding, one token id out. No output buffer is ever an
 //! input of the same kernel.
@@ -33,9 +34,11 @@ use crate::kv::KvLayout;
 use crate::weights::{Linear, Weights};
 
 /// Prompt tokens processed per pass (fewer where the context is shorter); longer prompts run in
-/// several passes. 1,024: large enough that the products and the attention fill the GPU, small
-/// enough that the activation buffers stay within a few percent of the 0.5B model's weights.
-pub const CHUNK: usize = 1024;
+/// several passes. 2,048: a 2,048-token prompt in one pass fills the GPU's last waves better than
+/// two of 1,024 (H100, 0.5B: 13.96–14.04 → 11.69–11.77 ms, BENCHMARKS.md step 38), and with the
+/// attention's buffers inside the MLP's ([`RunState`]) the activations stay within 8 % of the
+/// 0.5B model's weights and cache (1,076 MiB of device memory against 997).
+pub const CHUNK: usize = 2048;
 
 /// One decoder layer: pointers into the engine's one weight allocation (bf16) and one bias
 /// allocation (f32). The q, k and v weights are stored stacked (`[q_dim + 2·kv_dim, hidden]`,
@@ -134,11 +137,10 @@ struct RunState {
     chunk: usize,
     x: DeviceBuffer<f32>,
     xb: DeviceBuffer<f32>,
-    q: DeviceBuffer<f32>,
-    /// One product's queries, keys and values side by side, `[chunk, q_dim + 2·kv_dim]`.
-    qkv: DeviceBuffer<f32>,
-    att: DeviceBuffer<f32>,
-    /// A prompt chunk's `silu(gate) ⊙ up`, `[chunk, intermediate]`.
+    /// A prompt chunk's `silu(gate) ⊙ up`, `[chunk, intermediate]`, written by the gate/up product
+    /// and read by the down product. Between those the layer's attention half keeps its buffers
+    /// in the same memory (see [`RunState::qkv`]): one allocation instead of four, the largest
+    /// share of the activations.
     mlp: DeviceBuffer<f32>,
     /// A decode step's `silu(gate) ⊙ up` (one token).
     hb: DeviceBuffer<f32>,
@@ -158,6 +160,32 @@ struct RunState {
     splits: usize,
     /// Split-K scratch of the prompt products.
     products: MatmulScratch,
+    /// Where [`RunState::q`] starts in `mlp`.
+    q_at: usize,
+}
+
+impl RunState {
+    /// Floats of `mlp`: the gate/up output, or the attention half's `qkv` and `q` side by side,
+    /// whichever is larger.
+    fn mlp_len(chunk: usize, cfg: &Config) -> usize {
+        chunk * cfg.intermediate_size.max(2 * cfg.q_dim() + 2 * cfg.kv_dim())
+    }
+    /// One product's queries, keys and values side by side, `[chunk, q_dim + 2·kv_dim]`, at the
+    /// start of `mlp`: written by the q/k/v product, read by `rope_kv_write`.
+    fn qkv(&self) -> Ptr<f32> {
+        self.mlp.as_device_ptr()
+    }
+    /// The rotated queries, `[chunk, q_dim]`, after `qkv` in `mlp`: written by `rope_kv_write`
+    /// (or the decode q/k/v kernel), read by the attention.
+    fn q(&self) -> Ptr<f32> {
+        unsafe { self.mlp.as_device_ptr().add(self.q_at) }
+    }
+    /// The attention's output, `[chunk, q_dim]`, at the start of `mlp` over `qkv` (no longer
+    /// read once the queries are rotated): written by the attention, read by the output product,
+    /// before the gate/up product writes `mlp`.
+    fn att(&self) -> Ptr<f32> {
+        self.mlp.as_device_ptr()
+    }
 }
 
 /// Fields drop in declaration order: the graph and every device buffer go before `gpu`, whose
@@ -275,10 +303,7 @@ impl CudaEngine {
             chunk,
             x: gpu.alloc(chunk * cfg.hidden_size)?,
             xb: gpu.alloc(chunk * cfg.hidden_size)?,
-            q: gpu.alloc(chunk * cfg.q_dim())?,
-            qkv: gpu.alloc(chunk * (cfg.q_dim() + 2 * cfg.kv_dim()))?,
-            att: gpu.alloc(chunk * cfg.q_dim())?,
-            mlp: gpu.alloc(chunk * cfg.intermediate_size)?,
+            mlp: gpu.alloc(RunState::mlp_len(chunk, &cfg))?,
             hb: gpu.alloc(cfg.intermediate_size)?,
             io: gpu.alloc(chunk + 1)?,
             logits: gpu.alloc(cfg.vocab_size)?,
@@ -288,6 +313,7 @@ impl CudaEngine {
             counters: gpu.upload(&vec![0u32; cfg.num_attention_heads])?,
             splits,
             products: MatmulScratch::new(&gpu)?,
+            q_at: chunk * (cfg.q_dim() + 2 * cfg.kv_dim()),
         };
         let mut engine = CudaEngine {
             embed_tokens: wat(embed_at),
@@ -445,7 +471,7 @@ impl CudaEngine {
         let heads = cfg.num_attention_heads;
         // q = rope(Wq·norm(x) + bq); K/V cache[pos] = rope(Wk·norm(x) + bk), Wv·norm(x) + bv
         g.qkv_rope_decode(
-            p(&s.q),
+            s.q(),
             p(&self.k_cache),
             p(&self.v_cache),
             p(&s.x),
@@ -463,10 +489,10 @@ impl CudaEngine {
         )?;
         // att = attention(q, cache[..=pos]); x += att·Woᵀ
         g.attention_decode(
-            p(&s.att),
+            s.att(),
             p(&s.partial),
             s.counters.as_device_ptr(),
-            p(&s.q),
+            s.q(),
             p(&self.k_cache),
             p(&self.v_cache),
             kv,
@@ -475,7 +501,7 @@ impl CudaEngine {
             pos,
             s.splits,
         )?;
-        g.residual_matvec_decode(p(&s.x), p(&s.att), layer.o_proj, h, cfg.q_dim())?;
+        g.residual_matvec_decode(p(&s.x), s.att(), layer.o_proj, h, cfg.q_dim())?;
         // hb = silu(Wg·norm(x)) ⊙ Wu·norm(x); x += hb·Wdᵀ
         let (w_gu, post_norm) = (layer.gate_up, layer.post_attention_layernorm);
         g.gate_up_silu_decode(p(&s.hb), p(&s.x), post_norm, eps, w_gu, cfg.intermediate_size, h)?;
@@ -496,11 +522,11 @@ impl CudaEngine {
 
         // xb = norm(x); [q k v] = xb·[Wq Wk Wv]ᵀ + [bq bk bv]    [t, q_dim + 2·kv_dim]
         g.rmsnorm(p(&s.xb), p(&s.x), layer.input_layernorm, t, h, cfg.rms_norm_eps)?;
-        mm(p(&s.qkv), p(&s.xb), layer.qkv, layer.qkv_bias, qd + 2 * kvd, h, Epilogue::Store, true)?;
+        mm(s.qkv(), p(&s.xb), layer.qkv, layer.qkv_bias, qd + 2 * kvd, h, Epilogue::Store, true)?;
         // rotate the queries into q, the keys into the K cache; copy the values into the V cache
         g.rope_kv_write(
-            p(&s.q),
-            p(&s.qkv),
+            s.q(),
+            s.qkv(),
             p(&self.k_cache),
             p(&self.v_cache),
             p(&self.rope_cos),
@@ -512,9 +538,9 @@ impl CudaEngine {
             t,
         )?;
         // att = attention(q, cache); x += att·Woᵀ                [t, q_dim] → [t, h]
-        let (q, att, heads) = (p(&s.q), p(&s.att), cfg.num_attention_heads);
+        let (q, att, heads) = (s.q(), s.att(), cfg.num_attention_heads);
         g.attention(&s.products, att, q, p(&self.k_cache), p(&self.v_cache), kv, heads, l, pos0, t, None)?;
-        mm(p(&s.x), p(&s.att), layer.o_proj, null(), h, qd, Epilogue::Accumulate, false)?;
+        mm(p(&s.x), s.att(), layer.o_proj, null(), h, qd, Epilogue::Accumulate, false)?;
         // xb = norm(x); mlp = silu(xb·Wgᵀ) ⊙ xb·Wuᵀ; x += mlp·Wdᵀ   [t, inter] → [t, h]
         g.rmsnorm(p(&s.xb), p(&s.x), layer.post_attention_layernorm, t, h, cfg.rms_norm_eps)?;
         mm(p(&s.mlp), p(&s.xb), layer.gate_up, null(), 2 * inter, h, Epilogue::SwiGlu, true)?;
