@@ -418,7 +418,9 @@ fn qkv_rope_decode_matches_cpu() {
 fn gate_up_silu_decode_matches_cpu() {
     let gpu = Gpu::open().expect("a CUDA device");
     let mut rng = fresh_rng();
-    for &(inter, cols) in &[(4864, 896), (8960, 1536), (100, 64), (13, 264)] {
+    // 0.5B, 1.5B and 7B shapes (4, 8 and 16 chunks a lane), a row wider than 4,096 columns (the
+    // batched kernel), ragged small ones.
+    for &(inter, cols) in &[(4864, 896), (8960, 1536), (18944, 3584), (50, 5120), (100, 64), (13, 264), (7, 1032)] {
         let x: Vec<f32> = randn(&mut rng, cols).iter().map(|v| v * 4.0).collect();
         let (norm_bits, norm) = norm_weight(&mut rng, cols);
         let (w_bits, w) = to_bf16(&randn(&mut rng, 2 * inter * cols));

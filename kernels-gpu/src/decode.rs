@@ -319,16 +319,74 @@ pub unsafe extern "ptx-kernel" fn gate_up_silu_decode(
     }
 }
 
-/// [`gate_up_silu_decode`] for rows of at most `GATE_UP_NARROW_COLS` (`launch_shapes.rs`) columns (one batch of four
-/// chunks a lane; the 0.5B model's 896): same math and layout, but warp `i` computes the row pairs
-/// `i, i + W, i + 2W, …` (`W` the grid's warps) in turn, the next pair's weights loaded while the
-/// current pair is used, and `rmsnorm(x)`'s share of the lane (`x ⊙ g` and the scale) worked out
-/// once for all its pairs instead of once a pair.
-/// Block `(32·DECODE_WARPS, 1, 1)`; grid `(ceil(inter / (DECODE_WARPS · GATE_UP_PAIRS_PER_WARP)), 1, 1)`
-/// (any grid works). `cols ≤ GATE_UP_NARROW_COLS` (the host's choice of kernel; wider rows would
-/// use only their first columns). CPU twin: as `gate_up_silu_decode`'s.
+/// [`gate_up_silu_decode`] for rows of at most `256·B` columns (`B` = 4, 8 or 16: the 0.5B
+/// model's 896, the 1.5B's 1,536, the 7B's 3,584): same math and layout, but warp `r` loads all
+/// `B` of each lane's 16-byte chunks of its rows `2r` and `2r + 1` before the wait (no batches:
+/// the whole pair in flight at once), and the block works out `rmsnorm`'s `x ⊙ g` and the scale
+/// once, into shared memory, instead of each warp keeping its share in registers. The weights a
+/// kernel has in flight are then as many as its warps can hold, which is what bounds this
+/// product (H100, BENCHMARKS.md step 39: 0.5B 1,550–1,562 → 1,594–1,603 tok/s at ctx 32, 1.5B
+/// 642–643 → 665–670; four pairs a warp in flight were slower, 1,514–1,525).
+/// Block `(32·DECODE_WARPS, 1, 1)`; grid `(ceil(inter / DECODE_WARPS), 1, 1)`; dynamic shared
+/// memory `(cols + 32) · 4` bytes (`x ⊙ g`, then the block sum's scratch). CPU twin: as
+/// `gate_up_silu_decode`'s.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gate_up_silu_decode_inflight<const B: usize>(
+    out: *mut f32,
+    x: *const f32,
+    norm: *const u16,
+    eps: f32,
+    w: *const u16,
+    inter: usize,
+    cols: usize,
+) {
+    let r = global_warp();
+    let team = Team::warp();
+    // Rows past `inter` (the last block's spare warps) load nothing, but stay for the barriers.
+    let last = r.min(inter.saturating_sub(1));
+    let rows = unsafe { [w.add(2 * last * cols), w.add((2 * last + 1) * cols)] };
+    launch_dependents();
+    let pair = if r < inter { unsafe { load_batch::<2, B>(team, &rows, 0, cols) } } else { [[[0; 4]; B]; 2] };
+    wait_for_previous_grid();
+    // x ⊙ g into shared memory, eight columns a thread at a time, and Σ x² over the block.
+    let xg = dynamic_shared::<f32>();
+    let mut ss = 0.0f32;
+    let mut c = thread_x() as usize * 8;
+    while c < cols {
+        let v = unsafe { scaled_x8(x.add(c), &load_nc_v4(norm.add(c) as *const u32), &mut ss) };
+        for (e, &val) in v.iter().enumerate() {
+            unsafe { *xg.add(c + e) = val };
+        }
+        c += 8 * block_dim_x() as usize;
+    }
+    // Its barriers also make every thread's x ⊙ g visible to the block.
+    let scale = 1.0 / sqrt(unsafe { block_sum(ss, xg.add(cols)) } / cols as f32 + eps);
+    if r >= inter {
+        return;
+    }
+    let base = dynamic_shared_addr();
+    let mut acc = [0.0f32; 2];
+    for b in 0..B {
+        let c = team.col::<B>(0, b);
+        if c < cols {
+            let (lo, hi) = unsafe { (load_shared_v4_f32(base + (c * 4) as u32), load_shared_v4_f32(base + (c * 4 + 16) as u32)) };
+            let xs = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a += dot8(&pair[k][b], &xs);
+            }
+        }
+    }
+    let [gate, up] = warp_sum_n(acc);
+    let (gate, up) = (gate * scale, up * scale);
+    if lane() == 0 {
+        unsafe { *out.add(r) = gate / (1.0 + exp(-gate)) * up };
+    }
+}
+
+/// [`gate_up_silu_decode_inflight`] for rows of up to 1,024 columns.
 #[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn gate_up_silu_decode_narrow(
+pub unsafe extern "ptx-kernel" fn gate_up_silu_decode_4(
     out: *mut f32,
     x: *const f32,
     norm: *const u16,
@@ -337,35 +395,35 @@ pub unsafe extern "ptx-kernel" fn gate_up_silu_decode_narrow(
     inter: u32,
     cols: u32,
 ) {
-    let (mut r, inter, cols) = (global_warp(), inter as usize, cols as usize);
-    if r >= inter {
-        launch_dependents();
-        return;
-    }
-    let warps = (grid_dim_x() * (block_dim_x() / WARP)) as usize;
-    let pair = |r: usize| unsafe { [w.add(2 * r * cols), w.add((2 * r + 1) * cols)] };
-    let team = Team::warp();
-    let mut cur = unsafe { prologue::<2, 4>(team, pair(r), cols) };
-    wait_for_previous_grid();
-    // This lane's eight columns of x ⊙ g in each of its four chunks, and the RMSNorm scale.
-    let mut ss = 0.0f32;
-    let xs = unsafe { batch_inputs::<4, true>(team, x, norm, 0, cols, &mut ss) };
-    let scale = rms_scale(ss, cols, eps);
-    loop {
-        let nr = r + warps;
-        let next = if nr < inter { unsafe { load_batch::<2, 4>(team, &pair(nr), 0, cols) } } else { [[[0; 4]; 4]; 2] };
-        let mut acc = [0.0f32; 2];
-        add_dots(&mut acc, &cur, &xs);
-        let [gate, up] = warp_sum_n(acc);
-        let (gate, up) = (gate * scale, up * scale);
-        if lane() == 0 {
-            unsafe { *out.add(r) = gate / (1.0 + exp(-gate)) * up };
-        }
-        if nr >= inter {
-            return;
-        }
-        (r, cur) = (nr, next);
-    }
+    unsafe { gate_up_silu_decode_inflight::<4>(out, x, norm, eps, w, inter as usize, cols as usize) }
+}
+
+/// [`gate_up_silu_decode_inflight`] for rows of up to 2,048 columns.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn gate_up_silu_decode_8(
+    out: *mut f32,
+    x: *const f32,
+    norm: *const u16,
+    eps: f32,
+    w: *const u16,
+    inter: u32,
+    cols: u32,
+) {
+    unsafe { gate_up_silu_decode_inflight::<8>(out, x, norm, eps, w, inter as usize, cols as usize) }
+}
+
+/// [`gate_up_silu_decode_inflight`] for rows of up to 4,096 columns.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn gate_up_silu_decode_16(
+    out: *mut f32,
+    x: *const f32,
+    norm: *const u16,
+    eps: f32,
+    w: *const u16,
+    inter: u32,
+    cols: u32,
+) {
+    unsafe { gate_up_silu_decode_inflight::<16>(out, x, norm, eps, w, inter as usize, cols as usize) }
 }
 
 /// LM head and greedy choice for one token: `logits = W · rmsnorm(x)` and the index of the

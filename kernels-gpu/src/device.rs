@@ -155,6 +155,17 @@ pub unsafe fn load_shared_f32(a: u32) -> f32 {
     v
 }
 
+/// `ld.shared.v4.f32` at shared-window address `a` (16-byte aligned).
+#[inline(always)]
+pub unsafe fn load_shared_v4_f32(a: u32) -> [f32; 4] {
+    let (x, y, z, w): (f32, f32, f32, f32);
+    unsafe {
+        asm!("ld.shared.v4.f32 {{{x}, {y}, {z}, {w}}}, [{a}];", x = out(reg32) x, y = out(reg32) y, z = out(reg32) z,
+             w = out(reg32) w, a = in(reg32) a, options(readonly, nostack, preserves_flags));
+    }
+    [x, y, z, w]
+}
+
 /// `ld.shared.v2.f32` at shared-window address `a` (8-byte aligned).
 #[inline(always)]
 pub unsafe fn load_shared_v2_f32(a: u32) -> [f32; 2] {

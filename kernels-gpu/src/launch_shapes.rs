@@ -28,11 +28,20 @@ pub const DECODE_WARPS: usize = 4;
 /// Rows each warp of `lm_head_argmax` computes.
 pub const LM_HEAD_ROWS_PER_WARP: usize = 4;
 
-/// Widest rows `gate_up_silu_decode_narrow` takes (one batch of four 16-byte chunks a lane), and
-/// the row pairs each of its warps computes (H100, 0.5B: 1,510–1,517 tok/s at 4 or 5 pairs a warp
-/// against 1,489–1,496 for `gate_up_silu_decode`'s one; 1,443–1,481 at 3 or 6).
-pub const GATE_UP_NARROW_COLS: usize = 8 * 32 * 4;
-pub const GATE_UP_PAIRS_PER_WARP: usize = 4;
+/// 16-byte chunks a lane of `gate_up_silu_decode_{4,8,16}` loads of each of its two rows (all
+/// before its wait): the fewest of 4, 8 and 16 that cover `cols` (32 lanes, 8 columns a chunk),
+/// or `None` for rows wider than 4,096 columns (then `gate_up_silu_decode`, in batches).
+pub const fn gate_up_chunks(cols: usize) -> Option<usize> {
+    if cols <= 8 * 32 * 4 {
+        Some(4)
+    } else if cols <= 8 * 32 * 8 {
+        Some(8)
+    } else if cols <= 8 * 32 * 16 {
+        Some(16)
+    } else {
+        None
+    }
+}
 
 /// Work items of one token in `rope_kv_write` (`head_dim` a multiple of 8): four rotation pairs of
 /// a q or k head each, then four values of a v head each. The host gives a block one thread an

@@ -13,9 +13,9 @@ use super::{Gpu, check, cuda};
 use crate::error::{Error, Result};
 use cust::sys as cu;
 use shapes::{
-    DECODE_ATTENTION_WARPS, DECODE_ATTENTION_WIDE_WARPS, DECODE_WARPS, GATE_UP_NARROW_COLS, GATE_UP_PAIRS_PER_WARP,
-    LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS, TC_K, TC_SHARED_BYTES, TC_TILE, TC_TILE_ELEMS, WG_K, WG_ROWS,
-    WG_SHARED_BYTES, WG_SMALL_TOKENS, WG_TOKENS, wg_shared_bytes, wg_threads,
+    DECODE_ATTENTION_WARPS, DECODE_ATTENTION_WIDE_WARPS, DECODE_WARPS, LM_HEAD_ROWS_PER_WARP, PREFILL_ATTENTION_WARPS,
+    TC_K, TC_SHARED_BYTES, TC_TILE, TC_TILE_ELEMS, WG_K, WG_ROWS, WG_SHARED_BYTES, WG_SMALL_TOKENS, WG_TOKENS,
+    wg_shared_bytes, wg_threads,
 };
 
 pub type Ptr<T> = DevicePointer<T>;
@@ -200,8 +200,9 @@ fn set_attribute(module: &Module, name: &str, attribute: cu::CUfunction_attribut
     check(name, unsafe { cu::cuFuncSetAttribute(f.to_raw(), attribute, value) })
 }
 
-/// The one-token decode products (`decode.rs`): no shared memory beyond a block reduction's
-/// scratch, and activations that every warp re-reads from L1.
+/// The one-token decode products (`decode.rs`) that use no shared memory beyond a block
+/// reduction's scratch, and re-read their activations from L1 (`gate_up_silu_decode_{4,8,16}`
+/// keep theirs in shared memory and are left at the driver's choice).
 const DECODE_PRODUCTS: [&str; 4] =
     ["qkv_rope_decode", "residual_matvec_decode", "gate_up_silu_decode", "lm_head_argmax"];
 
@@ -424,7 +425,8 @@ impl Gpu {
     }
 
     /// `decode.rs`: `out = silu(gate) · up` with `[gate; up] = W_gu · rmsnorm(x)`, one token
-    /// (`gate_up_silu_decode_narrow` for rows of up to `GATE_UP_NARROW_COLS` columns).
+    /// (`gate_up_silu_decode_{4,8,16}`, a warp's whole row pair in flight, for rows of up to 4,096
+    /// columns; `gate_up_silu_decode` for wider ones).
     #[allow(clippy::too_many_arguments)]
     pub fn gate_up_silu_decode(
         &self,
@@ -438,16 +440,15 @@ impl Gpu {
     ) -> Result<()> {
         let (i, c) = (u32_of("intermediate", inter)?, u32_of("cols", cols)?);
         let mut args = kernel_args![out, x, norm, eps, w, i, c];
-        if cols <= GATE_UP_NARROW_COLS {
-            let f = self.function("gate_up_silu_decode_narrow")?;
-            let grid = [i.div_ceil((DECODE_WARPS * GATE_UP_PAIRS_PER_WARP) as u32), 1, 1];
-            return unsafe {
-                self.launch_overlapped(&f, "gate_up_silu_decode_narrow", grid, DECODE_BLOCK, 0, &mut args)
-            };
-        }
-        let f = self.function("gate_up_silu_decode")?;
         let grid = [i.div_ceil(DECODE_WARPS as u32), 1, 1];
-        unsafe { self.launch_overlapped(&f, "gate_up_silu_decode", grid, DECODE_BLOCK, 0, &mut args) }
+        let (name, smem) = match shapes::gate_up_chunks(cols) {
+            Some(4) => ("gate_up_silu_decode_4", (c + 32) * 4),
+            Some(8) => ("gate_up_silu_decode_8", (c + 32) * 4),
+            Some(_) => ("gate_up_silu_decode_16", (c + 32) * 4),
+            None => ("gate_up_silu_decode", 0),
+        };
+        let f = self.function(name)?;
+        unsafe { self.launch_overlapped(&f, name, grid, DECODE_BLOCK, smem, &mut args) }
     }
 
     /// `decode.rs`: `logits = W · rmsnorm(x)` and the packed argmax in `best` (which must be 0
