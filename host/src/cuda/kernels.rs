@@ -119,8 +119,9 @@ fn wgmma_pays(rows: usize, cols: usize, tokens: usize) -> bool {
 /// SM) rather than 128 (two an SM): on prompts of up to 512 tokens, whose grids of 128-token tiles
 /// leave a last wave nearly empty (the 0.5B's 512-token gate/up: 304 tiles on 264 slots) or, split
 /// over K, hold few tiles. Chosen on an H100 (BENCHMARKS.md, step 37): 0.5B prefill 512 4.70–4.76
-/// → 4.53–4.74 ms, 1.5B 128 / 512 tokens 5.20 / 10.74 → 4.69 / 9.71 ms; at 1,024 tokens and more
-/// the bigger tiles were faster (session 10: gate/up 120.4 against 138.9 µs).
+/// → 4.53–4.74 ms (ncu, against 4b5a5bb's 128-token tiles: gate/up 75.1 → 65.6 µs, down 54.1 →
+/// 47.4); at 1,024 tokens and more the bigger tiles were faster (session 10: gate/up 120.4
+/// against 138.9 µs).
 fn wgmma_small_tiles(tokens: usize) -> bool {
     tokens <= 512
 }
