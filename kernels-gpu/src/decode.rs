@@ -328,8 +328,8 @@ pub unsafe extern "ptx-kernel" fn gate_up_silu_decode(
 /// product (H100, BENCHMARKS.md step 39: 0.5B 1,550–1,562 → 1,594–1,603 tok/s at ctx 32, 1.5B
 /// 642–643 → 665–670; four pairs a warp in flight were slower, 1,514–1,525).
 /// Block `(32·DECODE_WARPS, 1, 1)`; grid `(ceil(inter / DECODE_WARPS), 1, 1)`; dynamic shared
-/// memory `(cols + 32) · 4` bytes (`x ⊙ g`, then the block sum's scratch). CPU twin: as
-/// `gate_up_silu_decode`'s.
+/// memory `gate_up_shared_bytes(cols)` (`launch_shapes.rs`: `x ⊙ g`, then the block sum's
+/// scratch). CPU twin: as `gate_up_silu_decode`'s.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gate_up_silu_decode_inflight<const B: usize>(

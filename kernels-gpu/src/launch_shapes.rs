@@ -42,6 +42,11 @@ pub const fn gate_up_chunks(cols: usize) -> Option<usize> {
         None
     }
 }
+/// Dynamic shared memory of `gate_up_silu_decode_{4,8,16}` for rows of `cols` columns: `x ⊙ g`
+/// (`cols` f32), then 32 f32 of scratch for the block's sum.
+pub const fn gate_up_shared_bytes(cols: usize) -> usize {
+    (cols + 32) * 4
+}
 
 /// Work items of one token in `rope_kv_write` (`head_dim` a multiple of 8): four rotation pairs of
 /// a q or k head each, then four values of a v head each. The host gives a block one thread an
@@ -85,7 +90,6 @@ pub const TC_TILE_ELEMS: usize = TC_TILE * TC_TILE;
 pub const WG_TOKENS: usize = 128;
 pub const WG_SMALL_TOKENS: usize = 64;
 pub const WG_ROWS: usize = 128;
-pub const WG_THREADS: usize = 256;
 pub const WG_K: usize = 64;
 pub const WG_STAGES: usize = 2;
 /// Threads of a `matmul_wgmma*` block with `tokens`-token tiles: a warp every 16 tokens.

@@ -87,20 +87,18 @@ struct ProductTiling {
 
 const MMA_TILING: ProductTiling =
     ProductTiling { tile_rows: TC_TILE, tile_tokens: TC_TILE, k: TC_K, threads: 128, blocks_per_sm: 3 };
-const WGMMA_TILING: ProductTiling = ProductTiling {
-    tile_rows: WG_ROWS,
-    tile_tokens: WG_TOKENS,
-    k: WG_K,
-    threads: wg_threads(WG_TOKENS) as u32,
-    blocks_per_sm: 2,
-};
-const WGMMA_64_TILING: ProductTiling = ProductTiling {
-    tile_rows: WG_ROWS,
-    tile_tokens: WG_SMALL_TOKENS,
-    k: WG_K,
-    threads: wg_threads(WG_SMALL_TOKENS) as u32,
-    blocks_per_sm: 3,
-};
+/// `matmul_wgmma`'s tiling with `tokens`-token tiles, `blocks_per_sm` of which fit an SM.
+const fn wgmma_tiling(tokens: usize, blocks_per_sm: usize) -> ProductTiling {
+    ProductTiling {
+        tile_rows: WG_ROWS,
+        tile_tokens: tokens,
+        k: WG_K,
+        threads: wg_threads(tokens) as u32,
+        blocks_per_sm,
+    }
+}
+const WGMMA_TILING: ProductTiling = wgmma_tiling(WG_TOKENS, 2);
+const WGMMA_64_TILING: ProductTiling = wgmma_tiling(WG_SMALL_TOKENS, 3);
 
 /// Whether `matmul_wgmma` beats `matmul_tc` on a product of `rows × cols` weights and `tokens`
 /// tokens: where it has enough work, `rows · cols · tokens` ≥ 2·10⁹ multiply-adds. Chosen from
@@ -278,16 +276,18 @@ impl Gpu {
         if epilogue == Epilogue::SwiGlu && !rows.is_multiple_of(2) {
             return Err(Error::Cuda(format!("the SwiGLU product needs gate/up row pairs, not {rows} rows")));
         }
-        let wgmma = self.wgmma && cols.is_multiple_of(8);
-        let (name, tiling, smem) = match self.force_wgmma_tokens {
-            _ if !wgmma => ("matmul_tc", &MMA_TILING, TC_SHARED_BYTES),
+        // The `wgmma` kernel's tile tokens, or `None` for `matmul_tc`.
+        let wg_tokens = match self.force_wgmma_tokens {
+            _ if !(self.wgmma && cols.is_multiple_of(8)) => None,
+            Some(t) => Some(t),
+            None if !wgmma_pays(rows, cols, tokens) => None,
+            None if wgmma_small_tiles(tokens) => Some(WG_SMALL_TOKENS),
+            None => Some(WG_TOKENS),
+        };
+        let (name, tiling, smem) = match wg_tokens {
+            None => ("matmul_tc", &MMA_TILING, TC_SHARED_BYTES),
             Some(WG_SMALL_TOKENS) => ("matmul_wgmma_64", &WGMMA_64_TILING, wg_shared_bytes(WG_SMALL_TOKENS)),
             Some(_) => ("matmul_wgmma", &WGMMA_TILING, WG_SHARED_BYTES),
-            None if !wgmma_pays(rows, cols, tokens) => ("matmul_tc", &MMA_TILING, TC_SHARED_BYTES),
-            None if wgmma_small_tiles(tokens) => {
-                ("matmul_wgmma_64", &WGMMA_64_TILING, wg_shared_bytes(WG_SMALL_TOKENS))
-            }
-            None => ("matmul_wgmma", &WGMMA_TILING, WG_SHARED_BYTES),
         };
         let f = self.function(name)?;
         let (r, c, t) = (u32_of("rows", rows)?, u32_of("cols", cols)?, u32_of("tokens", tokens)?);
@@ -442,12 +442,15 @@ impl Gpu {
         let (i, c) = (u32_of("intermediate", inter)?, u32_of("cols", cols)?);
         let mut args = kernel_args![out, x, norm, eps, w, i, c];
         let grid = [i.div_ceil(DECODE_WARPS as u32), 1, 1];
-        let (name, smem) = match shapes::gate_up_chunks(cols) {
-            Some(4) => ("gate_up_silu_decode_4", (c + 32) * 4),
-            Some(8) => ("gate_up_silu_decode_8", (c + 32) * 4),
-            Some(_) => ("gate_up_silu_decode_16", (c + 32) * 4),
-            None => ("gate_up_silu_decode", 0),
+        let chunks = shapes::gate_up_chunks(cols);
+        let name = match chunks {
+            Some(4) => "gate_up_silu_decode_4",
+            Some(8) => "gate_up_silu_decode_8",
+            Some(_) => "gate_up_silu_decode_16",
+            None => "gate_up_silu_decode",
         };
+        let smem =
+            if chunks.is_some() { u32_of("gate/up shared memory", shapes::gate_up_shared_bytes(cols))? } else { 0 };
         let f = self.function(name)?;
         unsafe { self.launch_overlapped(&f, name, grid, DECODE_BLOCK, smem, &mut args) }
     }
