@@ -37,12 +37,21 @@ fn tiny(model: &str, path: PathBuf) {
         .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
         .collect();
     let (cfg, w) = qwen_rs::load_weights(&path).unwrap();
-    let mut gpu = CudaEngine::new(Gpu::open().expect("a CUDA device"), cfg.clone(), &w, 64).unwrap();
+    // Decode steps through the q/k/v + attention cluster kernel (where the GPU has it) and
+    // through the two separate kernels.
     let mut worst = 0f64;
-    for (p, got) in stepwise(&mut gpu, &ids).iter().enumerate() {
-        let err = rel_l2(got, &want[p]);
-        worst = worst.max(err);
-        assert!(err <= 2e-2, "{model} position {p}: rel L2 {err:.2e}");
+    for block in [true, false] {
+        let mut dev = Gpu::open().expect("a CUDA device");
+        if block && !dev.qkv_attention {
+            continue;
+        }
+        dev.qkv_attention = block;
+        let mut gpu = CudaEngine::new(dev, cfg.clone(), &w, 64).unwrap();
+        for (p, got) in stepwise(&mut gpu, &ids).iter().enumerate() {
+            let err = rel_l2(got, &want[p]);
+            worst = worst.max(err);
+            assert!(err <= 2e-2, "{model} position {p} (q/k/v + attention kernel {block}): rel L2 {err:.2e}");
+        }
     }
     // The batched prefill path gives the same last-position logits.
     let mut gpu2 = CudaEngine::new(Gpu::open().unwrap(), cfg, &w, 64).unwrap();

@@ -584,6 +584,102 @@ fn attention_decode_matches_cpu() {
     }
 }
 
+/// q/k/v and attention of one decode token in one cluster kernel against its CPU twin, the CPU
+/// engine's steps: `attention(rope(W_qkv · rmsnorm(x) + b))` with k and v written at `pos`. The
+/// output is poisoned before each launch; the caches' slots at `pos` are compared against the
+/// twin's k and v and every other slot bit for bit. A case's positions run back to back on the
+/// same caches (each step reads the k and v the one before wrote).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn qkv_attention_decode_matches_cpu() {
+    use qwen_rs::kv::KvLayout;
+    let gpu = Gpu::open().expect("a CUDA device");
+    assert!(gpu.qkv_attention, "qkv_attention_decode needs a Hopper GPU with cuLaunchKernelEx ({})", gpu.name);
+    let mut rng = fresh_rng();
+    // (heads, kv_heads, head_dim, hidden, positions): the 0.5B and 1.5B shapes, the tiny test
+    // models', a ragged one; positions below the cluster's 8 blocks (some blocks get none), at and
+    // across a block's first step, and far past it.
+    for &(heads, kv_heads, hd, hidden, positions) in &[
+        (14, 2, 64, 896, &[0usize, 1, 7, 8, 31, 300, 767, 768, 2047][..]),
+        (12, 2, 128, 1536, &[0, 5, 127, 1000, 2047][..]),
+        (2, 2, 64, 128, &[3, 40][..]),
+        (2, 1, 128, 128, &[9][..]),
+        (6, 3, 64, 200, &[63, 64, 65][..]),
+    ] {
+        let (layer, theta) = (1, 1e6);
+        let kv = KvLayout { layers: 2, kv_heads, max_seq: 2048, head_dim: hd };
+        let (qd, kvd) = (heads * hd, kv_heads * hd);
+        let rows = qd + 2 * kvd;
+        let (norm_bits, norm) = norm_weight(&mut rng, hidden);
+        let (w_bits, w) = to_bf16(&randn(&mut rng, rows * hidden));
+        let bias = randn(&mut rng, rows);
+        let (cos, sin) = ops::rope_tables(kv.max_seq, hd, theta);
+        let mut kc = randn(&mut rng, kv.len());
+        let mut vc = randn(&mut rng, kv.len());
+        let up = |v: &[f32]| gpu.upload(v).unwrap();
+        let (dk, dv, dcos, dsin, db) = (up(&kc), up(&vc), up(&cos), up(&sin), up(&bias));
+        let (dn, dw) = (gpu.upload(&norm_bits).unwrap(), gpu.upload(&w_bits).unwrap());
+        for &pos in positions {
+            // The CPU engine's steps, on a copy of the caches.
+            let x: Vec<f32> = randn(&mut rng, hidden).iter().map(|v| v * 4.0).collect();
+            let y = normed_product(&x, &norm, &w, rows, Some(&bias));
+            let (mut q, mut k) = (y[..qd].to_vec(), y[qd..qd + kvd].to_vec());
+            ops::rope(&mut q, hd, pos, theta);
+            ops::rope(&mut k, hd, pos, theta);
+            for g in 0..kv_heads {
+                let o = kv.offset(layer, g, pos);
+                kc[o..o + hd].copy_from_slice(&k[g * hd..(g + 1) * hd]);
+                vc[o..o + hd].copy_from_slice(&y[qd + kvd + g * hd..qd + kvd + (g + 1) * hd]);
+            }
+            let mut want = vec![0f32; qd];
+            ops::attention(&mut want, &q, &kc, &vc, &kv, layer, pos + 1);
+
+            let (dx, dpos, out) = (up(&x), gpu.upload(&[pos as u32]).unwrap(), poisoned(&gpu, qd));
+            gpu.qkv_attention_decode(
+                out.as_device_ptr(),
+                dk.as_device_ptr(),
+                dv.as_device_ptr(),
+                dx.as_device_ptr(),
+                dn.as_device_ptr(),
+                1e-6,
+                dw.as_device_ptr(),
+                db.as_device_ptr(),
+                (dcos.as_device_ptr(), dsin.as_device_ptr()),
+                hidden,
+                &kv,
+                heads,
+                layer,
+                dpos.as_device_ptr(),
+            )
+            .unwrap();
+            let err = rel_l2(&gpu.download(&out).unwrap(), &want);
+            let (got_k, got_v) = (gpu.download(&dk).unwrap(), gpu.download(&dv).unwrap());
+            let mut at_pos = vec![false; kv.len()];
+            for g in 0..kv_heads {
+                let o = kv.offset(layer, g, pos);
+                at_pos[o..o + hd].iter_mut().for_each(|w| *w = true);
+            }
+            let pick = |v: &[f32], on: bool| {
+                v.iter().zip(&at_pos).filter(|(_, w)| **w == on).map(|(x, _)| *x).collect::<Vec<_>>()
+            };
+            let (ek, ev) = (rel_l2(&pick(&got_k, true), &pick(&kc, true)), rel_l2(&pick(&got_v, true), &pick(&vc, true)));
+            let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(
+                same(&pick(&got_k, false), &pick(&kc, false)) && same(&pick(&got_v, false), &pick(&vc, false)),
+                "a cache slot outside `pos` changed"
+            );
+            println!(
+                "qkv_attention_decode heads {heads}/{kv_heads} hd {hd} hidden {hidden} at {pos}: \
+                 rel L2 {err:.2e}, K {ek:.2e}, V {ev:.2e}"
+            );
+            assert!(err < 1e-5 && ek < 1e-5 && ev < 1e-5, "qkv_attention_decode at {pos}: {err}, K {ek}, V {ev}");
+            // The next position reads this one's k and v from the caches: keep the GPU's.
+            kc = got_k;
+            vc = got_v;
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn residual_matvec_decode_matches_cpu() {

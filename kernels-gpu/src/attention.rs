@@ -24,7 +24,7 @@ const MAX_PER_LANE: usize = 8; // head_dim ≤ 256
 /// This lane's `d/32` elements of query row `qrow` (lane `i` holds elements `i, i+32, …`);
 /// `L ≥ d/32`.
 #[inline(always)]
-unsafe fn load_query<const L: usize>(qrow: *const f32, d: usize) -> [f32; L] {
+pub(crate) unsafe fn load_query<const L: usize>(qrow: *const f32, d: usize) -> [f32; L] {
     let mut qv = [0.0f32; L];
     for j in 0..L {
         if j < d / 32 {
@@ -40,7 +40,7 @@ const P: usize = 4;
 
 /// One KV head of one layer in the caches (`kv_layout.rs`), `d` elements a row.
 #[derive(Clone, Copy)]
-struct HeadCache {
+pub(crate) struct HeadCache {
     k: *const f32,
     v: *const f32,
     layer: usize,
@@ -52,16 +52,16 @@ struct HeadCache {
 
 impl HeadCache {
     /// KV head `g` of `layer`, from a kernel's arguments.
-    fn new(k: *const f32, v: *const f32, layer: u32, g: usize, kv_heads: u32, max_seq: u32, d: usize) -> Self {
+    pub(crate) fn new(k: *const f32, v: *const f32, layer: u32, g: usize, kv_heads: u32, max_seq: u32, d: usize) -> Self {
         HeadCache { k, v, layer: layer as usize, g, kv_heads: kv_heads as usize, max_seq: max_seq as usize, d }
     }
 }
 
 /// This lane's `L` elements of the keys and values of one step's `S` positions.
-type Step<const S: usize, const L: usize> = ([[f32; L]; S], [[f32; L]; S]);
+pub(crate) type Step<const S: usize, const L: usize> = ([[f32; L]; S], [[f32; L]; S]);
 
 #[inline(always)]
-fn empty_step<const S: usize, const L: usize>() -> Step<S, L> {
+pub(crate) fn empty_step<const S: usize, const L: usize>() -> Step<S, L> {
     ([[0.0; L]; S], [[0.0; L]; S])
 }
 
@@ -69,7 +69,7 @@ fn empty_step<const S: usize, const L: usize>() -> Step<S, L> {
 /// lie in `from .. end`; the other slots keep what they held. All loads are issued before any is
 /// used.
 #[inline(always)]
-unsafe fn load_step<const S: usize, const L: usize>(
+pub(crate) unsafe fn load_step<const S: usize, const L: usize>(
     c: HeadCache,
     mut step: Step<S, L>,
     s: usize,
@@ -102,7 +102,7 @@ unsafe fn load_step<const S: usize, const L: usize>(
 /// `m`, `l` and the accumulator. The first step's positions below `loaded_below` are already in
 /// `first_step` (the decode kernels load them before they wait for the kernel before).
 #[inline(always)]
-unsafe fn warp_pass<const S: usize, const L: usize>(
+pub(crate) unsafe fn warp_pass<const S: usize, const L: usize>(
     qv: &[f32; L],
     c: HeadCache,
     first: usize,
@@ -167,7 +167,7 @@ unsafe fn warp_pass<const S: usize, const L: usize>(
 /// block's unnormalised output element `i` is then `Σ_w weight_w · acc_w[i]` ([`merged`]).
 /// Contains a barrier: every thread of the block must call it.
 #[inline(always)]
-unsafe fn block_merge<const W: usize, const L: usize>(m: f32, l: f32, acc: &[f32; L], d: usize) -> (f32, f32, [f32; W]) {
+pub(crate) unsafe fn block_merge<const W: usize, const L: usize>(m: f32, l: f32, acc: &[f32; L], d: usize) -> (f32, f32, [f32; W]) {
     let smem = dynamic_shared::<f32>();
     let (lane, warp, stride) = (lane() as usize, warp_id() as usize, d + 2);
     unsafe {
@@ -199,7 +199,7 @@ unsafe fn block_merge<const W: usize, const L: usize>(m: f32, l: f32, acc: &[f32
 
 /// Element `i` of the block's unnormalised output after [`block_merge`].
 #[inline(always)]
-unsafe fn merged<const W: usize>(weights: &[f32; W], d: usize, i: usize) -> f32 {
+pub(crate) unsafe fn merged<const W: usize>(weights: &[f32; W], d: usize, i: usize) -> f32 {
     let smem = dynamic_shared::<f32>();
     let mut num = 0.0;
     for w in 0..W {
@@ -440,7 +440,7 @@ pub unsafe extern "ptx-kernel" fn attention_decode_64(
 /// `M = max(m₁, m₂)`, `l = l₁e^{m₁−M} + l₂e^{m₂−M}`, `a = a₁e^{m₁−M} + a₂e^{m₂−M}`. A part with
 /// `m = −∞` (no positions) contributes nothing.
 #[inline(always)]
-fn merge_ranges(x: (f32, f32, f32), y: (f32, f32, f32)) -> (f32, f32, f32) {
+pub(crate) fn merge_ranges(x: (f32, f32, f32), y: (f32, f32, f32)) -> (f32, f32, f32) {
     if y.0 == f32::NEG_INFINITY {
         return x;
     }

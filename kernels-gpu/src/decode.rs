@@ -32,7 +32,7 @@ use crate::launch_shapes::LM_HEAD_ROWS_PER_WARP;
 
 /// Eight f32 of `x` times eight bf16 of `g` (packed in `gv`), starting at `x`; adds `Σ x²` to `ss`.
 #[inline(always)]
-unsafe fn scaled_x8(x: *const f32, gv: &[u32; 4], ss: &mut f32) -> [f32; 8] {
+pub(crate) unsafe fn scaled_x8(x: *const f32, gv: &[u32; 4], ss: &mut f32) -> [f32; 8] {
     let xs = unsafe { x8(x) };
     let mut out = [0.0f32; 8];
     for k in 0..4 {
@@ -45,7 +45,7 @@ unsafe fn scaled_x8(x: *const f32, gv: &[u32; 4], ss: &mut f32) -> [f32; 8] {
 }
 
 #[inline(always)]
-fn dot8(wv: &[u32; 4], xs: &[f32; 8]) -> f32 {
+pub(crate) fn dot8(wv: &[u32; 4], xs: &[f32; 8]) -> f32 {
     let mut acc = 0.0;
     for k in 0..4 {
         let (lo, hi) = bf16x2_to_f32(wv[k]);
@@ -62,19 +62,19 @@ unsafe fn x8(x: *const f32) -> [f32; 8] {
 }
 
 /// Weights of one batch: for each of `R` rows, `B` 16-byte chunks of this thread.
-type Batch<const R: usize, const B: usize> = [[[u32; 4]; B]; R];
+pub(crate) type Batch<const R: usize, const B: usize> = [[[u32; 4]; B]; R];
 
 /// Which threads share a row, and which of them this one is: a warp (`T = 32`, index the lane)
 /// or a whole block (`T = blockDim.x`, index the thread). Chunk slots of a row go round them:
 /// thread `me` takes columns `me·8, me·8 + 8T, …`, and batch `j` is its slots `jB .. jB + B`.
 #[derive(Clone, Copy)]
-struct Team {
+pub(crate) struct Team {
     size: usize,
     me: usize,
 }
 
 impl Team {
-    fn warp() -> Self {
+    pub(crate) fn warp() -> Self {
         Team { size: 32, me: lane() as usize }
     }
     fn block() -> Self {
@@ -82,7 +82,7 @@ impl Team {
     }
     /// Column of this thread's chunk `b` of batch `j`.
     #[inline(always)]
-    fn col<const B: usize>(self, j: usize, b: usize) -> usize {
+    pub(crate) fn col<const B: usize>(self, j: usize, b: usize) -> usize {
         ((j * B + b) * self.size + self.me) * 8
     }
 }
@@ -90,7 +90,7 @@ impl Team {
 /// Loads batch `j` of each row (zeros for slots past `cols`). All `R·B` loads are issued before
 /// any is used.
 #[inline(always)]
-unsafe fn load_batch<const R: usize, const B: usize>(team: Team, rows: &[*const u16; R], j: usize, cols: usize) -> Batch<R, B> {
+pub(crate) unsafe fn load_batch<const R: usize, const B: usize>(team: Team, rows: &[*const u16; R], j: usize, cols: usize) -> Batch<R, B> {
     let mut w = [[[0u32; 4]; B]; R];
     for b in 0..B {
         let c = team.col::<B>(j, b);
@@ -109,7 +109,7 @@ unsafe fn load_batch<const R: usize, const B: usize>(team: Team, rows: &[*const 
 /// `wait_for_previous_grid`: weights never change). Batch `j + 1` is loaded before batch `j` is
 /// used, so a thread always has one batch in flight while it computes another.
 #[inline(always)]
-unsafe fn partial_dots<const R: usize, const B: usize, const NORM: bool>(
+pub(crate) unsafe fn partial_dots<const R: usize, const B: usize, const NORM: bool>(
     team: Team,
     rows: [*const u16; R],
     first: Batch<R, B>,
@@ -175,7 +175,7 @@ fn rms_scale(ss: f32, cols: usize, eps: f32) -> f32 {
 /// Sums a warp team's [`partial_dots`] over the warp (every lane gets the results) and applies
 /// the RMSNorm scale `1 / sqrt(Σ x² / cols + eps)` with `NORM`.
 #[inline(always)]
-fn warp_finish<const R: usize, const NORM: bool>((acc, ss): ([f32; R], f32), cols: usize, eps: f32) -> [f32; R] {
+pub(crate) fn warp_finish<const R: usize, const NORM: bool>((acc, ss): ([f32; R], f32), cols: usize, eps: f32) -> [f32; R] {
     let scale = if NORM { rms_scale(ss, cols, eps) } else { 1.0 };
     let sums = warp_sum_n(acc);
     let mut out = [0.0f32; R];

@@ -596,3 +596,52 @@ pub unsafe fn wgmma_m64n128k32(d: &mut [f32; 64], a: [[[u32; 4]; 2]; 2], b: [u64
         );
     }
 }
+
+/// `barrier.cluster.arrive` (sm_90): this thread's arrival at the thread-block cluster's barrier,
+/// with release semantics (its earlier writes, distributed shared memory included, are visible to
+/// every thread of the cluster after that thread's [`cluster_wait`]). Every thread of every block
+/// of the cluster must arrive before any wait returns.
+#[cfg(target_feature = "sm_90")]
+#[inline(always)]
+pub fn cluster_arrive() {
+    unsafe { asm!("barrier.cluster.arrive;", options(nostack, preserves_flags)) }
+}
+
+/// `barrier.cluster.wait` (sm_90): waits until every thread of the cluster has made its
+/// [`cluster_arrive`], with acquire semantics.
+#[cfg(target_feature = "sm_90")]
+#[inline(always)]
+pub fn cluster_wait() {
+    unsafe { asm!("barrier.cluster.wait;", options(nostack, preserves_flags)) }
+}
+
+/// [`cluster_arrive`] then [`cluster_wait`]: a barrier over the whole thread-block cluster.
+#[cfg(target_feature = "sm_90")]
+#[inline(always)]
+pub fn cluster_sync() {
+    cluster_arrive();
+    cluster_wait();
+}
+
+/// `mapa.shared::cluster` (sm_90): the distributed-shared-memory address of shared-window
+/// address `a` in block `rank` of this block's cluster (what [`store_cluster_f32`] takes).
+#[cfg(target_feature = "sm_90")]
+#[inline(always)]
+pub fn cluster_shared_addr(a: u32, rank: u32) -> u32 {
+    let r: u32;
+    unsafe {
+        asm!("mapa.shared::cluster.u32 {r}, {a}, {k};", r = out(reg32) r, a = in(reg32) a, k = in(reg32) rank,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}
+
+/// `st.shared::cluster.f32`: a store into the shared memory of a block of this cluster, at an
+/// address from [`cluster_shared_addr`]. Visible to that block's threads after a cluster barrier.
+#[cfg(target_feature = "sm_90")]
+#[inline(always)]
+pub unsafe fn store_cluster_f32(a: u32, v: f32) {
+    unsafe {
+        asm!("st.shared::cluster.f32 [{a}], {v};", a = in(reg32) a, v = in(reg32) v, options(nostack, preserves_flags));
+    }
+}

@@ -25,6 +25,35 @@ pub const DECODE_ATTENTION_STEP_64: usize = 16;
 /// blocks leave less idle at the end of each kernel (H100, BENCHMARKS.md step 18).
 pub const DECODE_WARPS: usize = 4;
 
+/// Blocks in the thread-block cluster of `qkv_attention_decode_{64,128}` (one cluster a query
+/// head; 8 is the most every Hopper part must schedule) and warps a block.
+pub const QKV_ATTENTION_CLUSTER: usize = 8;
+pub const QKV_ATTENTION_WARPS: usize = 12;
+
+/// Dynamic shared memory of `qkv_attention_decode_*` for heads of `head_dim` (`d`), in f32 slots,
+/// and where each part starts: the warps' softmax partials (`WARPS · (d + 2)`, at 0, as
+/// `attention.rs`'s block merge takes them), q and the new key and value (`3d`), the cluster's
+/// blocks' partials (`CLUSTER · (d + 2)`, block 0's only used), then `x ⊙ γ` (`hidden`, 16-byte
+/// aligned).
+pub const fn qkv_attention_qkv_at(d: usize) -> usize {
+    QKV_ATTENTION_WARPS * (d + 2)
+}
+pub const fn qkv_attention_parts_at(d: usize) -> usize {
+    qkv_attention_qkv_at(d) + 3 * d
+}
+pub const fn qkv_attention_xg_at(d: usize) -> usize {
+    (qkv_attention_parts_at(d) + QKV_ATTENTION_CLUSTER * (d + 2)).next_multiple_of(4)
+}
+pub const fn qkv_attention_shared_bytes(d: usize, hidden: usize) -> usize {
+    (qkv_attention_xg_at(d) + hidden) * 4
+}
+/// 16-byte chunks a lane of `qkv_attention_decode_*` loads of each row of its q/k/v row pair (all
+/// before its wait): the kernel for head_dim 64 takes rows of up to `256 · 4` columns (`hidden`),
+/// the one for 128 up to `256 · 8`.
+pub const fn qkv_attention_chunks(head_dim: usize) -> usize {
+    if head_dim == 64 { 4 } else { 8 }
+}
+
 /// Rows each warp of `lm_head_argmax` computes.
 pub const LM_HEAD_ROWS_PER_WARP: usize = 4;
 

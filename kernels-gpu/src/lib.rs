@@ -24,6 +24,8 @@ pub mod launch_shapes;
 pub mod matmul;
 #[cfg(target_feature = "sm_90a")]
 pub mod matmul_wgmma;
+#[cfg(target_feature = "sm_90")]
+pub mod qkv_attention;
 pub mod rmsnorm;
 pub mod rope;
 

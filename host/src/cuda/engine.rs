@@ -297,7 +297,8 @@ impl CudaEngine {
         };
         let (cos, sin) = rope_tables(max_seq, cfg.head_dim, cfg.rope_theta);
         let zeros = |n: usize| gpu.upload(&vec![0f32; n]);
-        let splits = gpu.decode_attention_splits(cfg.num_attention_heads, cfg.head_dim);
+        let heads = cfg.num_attention_heads;
+        let splits = gpu.decode_attention_splits(heads, cfg.head_dim);
         let chunk = CHUNK.min(max_seq).max(1);
         let s = RunState {
             chunk,
@@ -309,8 +310,8 @@ impl CudaEngine {
             logits: gpu.alloc(cfg.vocab_size)?,
             best: gpu.alloc(1)?,
             chosen: gpu.alloc(max_seq)?,
-            partial: gpu.alloc(cfg.num_attention_heads * splits * (cfg.head_dim + 2))?,
-            counters: gpu.upload(&vec![0u32; cfg.num_attention_heads])?,
+            partial: gpu.alloc(heads * splits * (cfg.head_dim + 2))?,
+            counters: gpu.upload(&vec![0u32; heads])?,
             splits,
             products: MatmulScratch::new(&gpu)?,
             q_at: chunk * (cfg.q_dim() + 2 * cfg.kv_dim()),
@@ -462,8 +463,46 @@ impl CudaEngine {
         g.greedy_advance(s.io.as_device_ptr(), s.chosen.as_device_ptr(), best, self.kv.max_seq)
     }
 
-    /// One layer for one token, through the fused decode kernels (five launches).
+    /// One layer for one token, through the fused decode kernels (four launches; five where
+    /// `qkv_attention_decode` is not used).
     fn decode_layer(&self, l: usize, layer: &DeviceLayer) -> Result<()> {
+        let (g, cfg, s, kv) = (&self.gpu, &self.cfg, &self.s, &self.kv);
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        let p = |b: &DeviceBuffer<f32>| b.as_device_ptr();
+        let pos = s.io.as_device_ptr();
+        let heads = cfg.num_attention_heads;
+        if g.qkv_attention && Gpu::qkv_attention_fits(h, heads, kv) {
+            // att = attention(rope(Wqkv·norm(x) + b), cache[..=pos]); K/V cache[pos] written
+            g.qkv_attention_decode(
+                s.att(),
+                p(&self.k_cache),
+                p(&self.v_cache),
+                p(&s.x),
+                layer.input_layernorm,
+                eps,
+                layer.qkv,
+                layer.qkv_bias,
+                (p(&self.rope_cos), p(&self.rope_sin)),
+                h,
+                kv,
+                heads,
+                l,
+                pos,
+            )?;
+        } else {
+            self.decode_qkv_attention(l, layer)?;
+        }
+        // x += att·Woᵀ
+        g.residual_matvec_decode(p(&s.x), s.att(), layer.o_proj, h, cfg.q_dim())?;
+        // hb = silu(Wg·norm(x)) ⊙ Wu·norm(x); x += hb·Wdᵀ
+        let (w_gu, post_norm) = (layer.gate_up, layer.post_attention_layernorm);
+        g.gate_up_silu_decode(p(&s.hb), p(&s.x), post_norm, eps, w_gu, cfg.intermediate_size, h)?;
+        g.residual_matvec_decode(p(&s.x), p(&s.hb), layer.down_proj, h, cfg.intermediate_size)
+    }
+
+    /// A decode step's q/k/v and attention in two kernels (where `qkv_attention_decode` is not
+    /// used): q/k/v with RoPE and the cache write, then split-sequence attention.
+    fn decode_qkv_attention(&self, l: usize, layer: &DeviceLayer) -> Result<()> {
         let (g, cfg, s, kv) = (&self.gpu, &self.cfg, &self.s, &self.kv);
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         let p = |b: &DeviceBuffer<f32>| b.as_device_ptr();
@@ -487,7 +526,7 @@ impl CudaEngine {
             l,
             pos,
         )?;
-        // att = attention(q, cache[..=pos]); x += att·Woᵀ
+        // att = attention(q, cache[..=pos])
         g.attention_decode(
             s.att(),
             p(&s.partial),
@@ -500,12 +539,7 @@ impl CudaEngine {
             l,
             pos,
             s.splits,
-        )?;
-        g.residual_matvec_decode(p(&s.x), s.att(), layer.o_proj, h, cfg.q_dim())?;
-        // hb = silu(Wg·norm(x)) ⊙ Wu·norm(x); x += hb·Wdᵀ
-        let (w_gu, post_norm) = (layer.gate_up, layer.post_attention_layernorm);
-        g.gate_up_silu_decode(p(&s.hb), p(&s.x), post_norm, eps, w_gu, cfg.intermediate_size, h)?;
-        g.residual_matvec_decode(p(&s.x), p(&s.hb), layer.down_proj, h, cfg.intermediate_size)
+        )
     }
 
     /// One layer for a chunk of `t` prompt tokens, one general kernel per step.

@@ -20,6 +20,7 @@ use shapes::{
 
 pub type Ptr<T> = DevicePointer<T>;
 
+
 /// The kernels' launch-shape constants, the same file they are compiled with.
 #[path = "../../../kernels-gpu/src/launch_shapes.rs"]
 #[allow(dead_code)]
@@ -525,6 +526,61 @@ impl Gpu {
         let (l, m, n) = (layer as u32, u32_of("max_seq", kv.max_seq)?, splits as u32);
         let mut args = kernel_args![out, partial, counters, q, k_cache, v_cache, h, g, d, l, m, pos0, n];
         unsafe { self.launch_overlapped(&f, name, grid, 32 * warps as u32, smem, &mut args) }
+    }
+}
+
+impl Gpu {
+    /// Whether `qkv_attention_decode` has an instance for this shape: head_dim 64 or 128, rows of
+    /// `hidden` columns that a warp's lanes hold whole (`qkv_attention_chunks`).
+    pub fn qkv_attention_fits(hidden: usize, heads: usize, kv: &crate::kv::KvLayout) -> bool {
+        matches!(kv.head_dim, 64 | 128)
+            && hidden.is_multiple_of(8)
+            && hidden <= 256 * shapes::qkv_attention_chunks(kv.head_dim)
+            && kv.kv_heads > 0
+            && heads.is_multiple_of(kv.kv_heads)
+    }
+
+    /// `qkv_attention.rs`: q/k/v and attention for one token, one cluster of blocks a query head:
+    /// `out = attention(rope(W_qkv · rmsnorm(x) + b))` over the caches, with k and v written into
+    /// them at `*pos`. Only where [`Gpu::qkv_attention`] (a Hopper GPU with `cuLaunchKernelEx`)
+    /// and [`Gpu::qkv_attention_fits`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn qkv_attention_decode(
+        &self,
+        out: Ptr<f32>,
+        k_cache: Ptr<f32>,
+        v_cache: Ptr<f32>,
+        x: Ptr<f32>,
+        norm: Ptr<u16>,
+        eps: f32,
+        w_qkv: Ptr<u16>,
+        bias: Ptr<f32>,
+        (cos, sin): (Ptr<f32>, Ptr<f32>),
+        hidden: usize,
+        kv: &crate::kv::KvLayout,
+        heads: usize,
+        layer: usize,
+        pos: Ptr<u32>,
+    ) -> Result<()> {
+        if !Self::qkv_attention_fits(hidden, heads, kv) {
+            return Err(Error::Cuda(format!(
+                "qkv_attention_decode: head_dim {} (64 or 128), hidden {hidden} (a multiple of 8, at most {}), \
+                 {heads} heads over {} KV heads",
+                kv.head_dim,
+                256 * shapes::qkv_attention_chunks(kv.head_dim),
+                kv.kv_heads
+            )));
+        }
+        let name = if kv.head_dim == 64 { "qkv_attention_decode_64" } else { "qkv_attention_decode_128" };
+        let f = self.function(name)?;
+        let cluster = shapes::QKV_ATTENTION_CLUSTER as u32;
+        let grid = [u32_of("heads", heads)? * cluster, 1, 1];
+        let smem = u32_of("q/k/v attention shared memory", shapes::qkv_attention_shared_bytes(kv.head_dim, hidden))?;
+        let (hd, h, g) = (u32_of("hidden", hidden)?, heads as u32, kv.kv_heads as u32);
+        let (l, m) = (layer as u32, u32_of("max_seq", kv.max_seq)?);
+        let mut args = kernel_args![out, k_cache, v_cache, x, norm, eps, w_qkv, bias, cos, sin, hd, h, g, l, m, pos];
+        let block = (32 * shapes::QKV_ATTENTION_WARPS) as u32;
+        unsafe { self.launch_cluster(&f, name, grid, block, smem, cluster, &mut args) }
     }
 }
 

@@ -36,6 +36,9 @@ struct LaunchAttribute {
 /// `CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION` (cuda.h).
 const PROGRAMMATIC_STREAM_SERIALIZATION: c_uint = 6;
 
+/// `CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION` (cuda.h): the value is three `u32`, x, y, z.
+const CLUSTER_DIMENSION: c_uint = 4;
+
 /// `CUlaunchConfig` (cuda.h).
 #[repr(C)]
 pub(super) struct LaunchConfig {
@@ -109,6 +112,45 @@ impl Gpu {
             }
             None => return unsafe { self.launch_plain(f, name, grid, block, shared, args) },
         };
+        check(&format!("launching {name}"), r)
+    }
+
+    /// Launches `f` with its blocks in thread-block clusters of `cluster` along x (Hopper), allowed
+    /// to overlap the previous kernel as [`Gpu::launch_overlapped`]. Needs `cuLaunchKernelEx`: the
+    /// caller checks [`Gpu::uses_pdl`] (the cluster kernels exist only where it is found).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn launch_cluster(
+        &self,
+        f: &Function,
+        name: &str,
+        grid: [u32; 3],
+        block: u32,
+        shared: u32,
+        cluster: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
+        let Some(launch) = self.launch_ex else {
+            return Err(crate::error::Error::Cuda(format!("{name} needs cuLaunchKernelEx (a Hopper GPU and CUDA 12)")));
+        };
+        let mut pss = [0u8; 64];
+        pss[..4].copy_from_slice(&1i32.to_ne_bytes());
+        let mut dims = [0u8; 64];
+        for (i, v) in [cluster, 1, 1].iter().enumerate() {
+            dims[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        let mut attrs = [
+            LaunchAttribute { id: CLUSTER_DIMENSION, pad: [0; 4], value: dims },
+            LaunchAttribute { id: PROGRAMMATIC_STREAM_SERIALIZATION, pad: [0; 4], value: pss },
+        ];
+        let config = LaunchConfig {
+            grid,
+            block: [block, 1, 1],
+            shared_mem_bytes: shared,
+            stream: self.stream.as_inner(),
+            attrs: attrs.as_mut_ptr(),
+            num_attrs: attrs.len() as c_uint,
+        };
+        let r = unsafe { launch(&config, f.to_raw(), args.as_mut_ptr(), std::ptr::null_mut()) };
         check(&format!("launching {name}"), r)
     }
 

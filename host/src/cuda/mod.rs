@@ -53,6 +53,10 @@ pub struct Gpu {
     /// Tests: with [`Gpu::wgmma`], every product whose `cols % 8 == 0` on `matmul_wgmma` (128) or
     /// `matmul_wgmma_64` (64), whatever its size; `None` (the engine's) chooses by size.
     pub force_wgmma_tokens: Option<usize>,
+    /// Whether a decode step's norm, q/k/v, RoPE, cache write and attention are the one cluster
+    /// kernel `qkv_attention_decode_*` (needs `cuLaunchKernelEx` and sm_90 PTX; off with
+    /// `QWEN_RS_NO_QKV_ATTENTION`), else two kernels. Tests switch it.
+    pub qkv_attention: bool,
     _context: Context,
 }
 
@@ -85,6 +89,9 @@ impl Gpu {
         let stream = cuda("cuStreamCreate", Stream::new(StreamFlags::NON_BLOCKING, None))?;
         let launch_ex = launch::find_launch_kernel_ex(cc);
         let wgmma = module.get_function("matmul_wgmma").is_ok() && std::env::var_os("QWEN_RS_NO_WGMMA").is_none();
+        let qkv_attention = launch_ex.is_some()
+            && module.get_function("qkv_attention_decode_64").is_ok()
+            && std::env::var_os("QWEN_RS_NO_QKV_ATTENTION").is_none();
         Ok(Gpu {
             name,
             arch,
@@ -94,6 +101,7 @@ impl Gpu {
             launch_ex,
             wgmma,
             force_wgmma_tokens: None,
+            qkv_attention,
             _context: context,
         })
     }
