@@ -611,8 +611,11 @@ fn qkv_attention_decode_matches_cpu() {
         let (qd, kvd) = (heads * hd, kv_heads * hd);
         let rows = qd + 2 * kvd;
         let (norm_bits, norm) = norm_weight(&mut rng, hidden);
-        let (w_bits, w) = to_bf16(&randn(&mut rng, rows * hidden));
-        let bias = randn(&mut rng, rows);
+        // Weights of 0.1 (as a trained model's): q·k/√d of a few units. With weights of 1 the
+        // scores run to hundreds and the softmax turns the products' last-bit differences into
+        // output differences of 1e-5.
+        let (w_bits, w) = to_bf16(&randn(&mut rng, rows * hidden).iter().map(|v| 0.1 * v).collect::<Vec<_>>());
+        let bias: Vec<f32> = randn(&mut rng, rows).iter().map(|v| 0.1 * v).collect();
         let (cos, sin) = ops::rope_tables(kv.max_seq, hd, theta);
         let mut kc = randn(&mut rng, kv.len());
         let mut vc = randn(&mut rng, kv.len());
@@ -685,9 +688,13 @@ fn qkv_attention_decode_matches_cpu() {
 fn residual_matvec_decode_matches_cpu() {
     let gpu = Gpu::open().expect("a CUDA device");
     let mut rng = fresh_rng();
-    // (rows, cols): 0.5B o/down, 7B down, ragged small ones. An element left unwritten keeps its
-    // starting value and misses the product, far outside the tolerance.
-    for &(rows, cols) in &[(896, 896), (896, 4864), (3584, 18944), (13, 40), (5, 2056)] {
+    // (rows, cols): 0.5B o/down, 1.5B down, 7B down, ragged ones, on whichever kernel the
+    // launcher picks (on an H100: batched for 896 and 18,944 columns, whole rows in flight with 3
+    // chunks a thread for 4,864, 2,056 and 1,104, with 10 for 8,960 and 12,000). An element left unwritten
+    // keeps its starting value and misses the product, far outside the tolerance.
+    for &(rows, cols) in
+        &[(896, 896), (896, 4864), (1536, 8960), (3584, 18944), (13, 40), (5, 2056), (700, 1104), (300, 12000)]
+    {
         let x = randn(&mut rng, cols);
         let (w_bits, w) = to_bf16(&randn(&mut rng, rows * cols));
         let start = randn(&mut rng, rows);

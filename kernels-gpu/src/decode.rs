@@ -535,3 +535,47 @@ pub unsafe extern "ptx-kernel" fn residual_matvec_decode(out: *mut f32, x: *cons
         unsafe { *out.add(r) = before + y };
     }
 }
+
+/// [`residual_matvec_decode`] with the block's whole row in flight: each thread loads all `B` of
+/// its 16-byte chunks of row `blockIdx.x` (`cols ≤ 8·B·blockDim.x`) before the wait, then the
+/// same products and block sum. Block `(T, 1, 1)` (any multiple of 32), dynamic shared memory
+/// `32 · 4` bytes, grid `(rows, 1, 1)`. CPU twin as [`residual_matvec_decode`]'s.
+#[inline(always)]
+unsafe fn residual_matvec_decode_inflight<const B: usize>(out: *mut f32, x: *const f32, w: *const u16, rows: u32, cols: u32) {
+    let (r, cols) = (block_x() as usize, cols as usize);
+    if r >= rows as usize {
+        launch_dependents();
+        return; // the whole block
+    }
+    let team = Team::block();
+    let row = unsafe { [w.add(r * cols)] };
+    launch_dependents();
+    let ws = unsafe { load_batch::<1, B>(team, &row, 0, cols) };
+    wait_for_previous_grid();
+    let before = if thread_x() == 0 { unsafe { *out.add(r) } } else { 0.0 };
+    let mut acc = [0.0f32; 1];
+    let xs = unsafe { batch_inputs::<B, false>(team, x, core::ptr::null(), 0, cols, &mut 0.0) };
+    add_dots(&mut acc, &ws, &xs);
+    let y = unsafe { block_sum(acc[0], dynamic_shared::<f32>()) };
+    if thread_x() == 0 {
+        unsafe { *out.add(r) = before + y };
+    }
+}
+
+/// [`residual_matvec_decode_inflight`] with three chunks a thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn residual_matvec_decode_3(out: *mut f32, x: *const f32, w: *const u16, rows: u32, cols: u32) {
+    unsafe { residual_matvec_decode_inflight::<3>(out, x, w, rows, cols) }
+}
+
+/// [`residual_matvec_decode_inflight`] with five chunks a thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn residual_matvec_decode_5(out: *mut f32, x: *const f32, w: *const u16, rows: u32, cols: u32) {
+    unsafe { residual_matvec_decode_inflight::<5>(out, x, w, rows, cols) }
+}
+
+/// [`residual_matvec_decode_inflight`] with ten chunks a thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn residual_matvec_decode_10(out: *mut f32, x: *const f32, w: *const u16, rows: u32, cols: u32) {
+    unsafe { residual_matvec_decode_inflight::<10>(out, x, w, rows, cols) }
+}

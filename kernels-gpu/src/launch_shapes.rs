@@ -71,6 +71,21 @@ pub const fn gate_up_chunks(cols: usize) -> Option<usize> {
         None
     }
 }
+/// 16-byte chunks a thread of `residual_matvec_decode_{3,5,10}` loads of its block's row (all
+/// before its wait), for rows of `cols` columns shared by `threads` threads: the fewest of 3, 5
+/// and 10 that cover the row, or `None` (then `residual_matvec_decode`, in batches).
+pub const fn residual_chunks(cols: usize, threads: usize) -> Option<usize> {
+    let need = cols.div_ceil(8 * threads);
+    if need <= 3 {
+        Some(3)
+    } else if need <= 5 {
+        Some(5)
+    } else if need <= 10 {
+        Some(10)
+    } else {
+        None
+    }
+}
 /// Dynamic shared memory of `gate_up_silu_decode_{4,8,16}` for rows of `cols` columns: `x ⊙ g`
 /// (`cols` f32), then 32 f32 of scratch for the block's sum.
 pub const fn gate_up_shared_bytes(cols: usize) -> usize {

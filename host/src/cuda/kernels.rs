@@ -202,7 +202,9 @@ fn set_attribute(module: &Module, name: &str, attribute: cu::CUfunction_attribut
 
 /// The one-token decode products (`decode.rs`) that use no shared memory beyond a block
 /// reduction's scratch, and re-read their activations from L1 (`gate_up_silu_decode_{4,8,16}`
-/// keep theirs in shared memory and are left at the driver's choice).
+/// keep theirs in shared memory and are left at the driver's choice, as are
+/// `residual_matvec_decode_{3,5,10}`: with the smallest carve-out the 1.5B decoded 652-653
+/// tok/s against 676-678 without them, BENCHMARKS.md step 41).
 const DECODE_PRODUCTS: [&str; 4] =
     ["qkv_rope_decode", "residual_matvec_decode", "gate_up_silu_decode", "lm_head_argmax"];
 
@@ -494,10 +496,33 @@ impl Gpu {
         rows: usize,
         cols: usize,
     ) -> Result<()> {
-        let f = self.function("residual_matvec_decode")?;
         let (r, c) = (u32_of("rows", rows)?, u32_of("cols", cols)?);
         let mut args = kernel_args![out, x, w, r, c];
+        if let Some((name, threads)) = self.residual_inflight(rows, cols) {
+            let f = self.function(name)?;
+            return unsafe { self.launch_overlapped(&f, name, [r, 1, 1], threads as u32, 32 * 4, &mut args) };
+        }
+        let f = self.function("residual_matvec_decode")?;
         unsafe { self.launch_overlapped(&f, "residual_matvec_decode", [r, 1, 1], 128, 32 * 4, &mut args) }
+    }
+
+    /// The whole-row-in-flight residual kernel for `rows × cols` on this GPU and its block size,
+    /// or `None` for the batched `residual_matvec_decode`: the most threads a row (256 or 128)
+    /// for which every row's block is resident at once (`ceil(rows / SMs) · threads ≤ 2,048`),
+    /// each thread holding at most ten chunks. Rows of up to 1,024 columns are one batch of the
+    /// batched kernel already. H100 (BENCHMARKS.md step 41): the 0.5B down product (4,864
+    /// columns) fastest at 256 threads, the 1.5B's (8,960) at 128; 512 and 128 / 256 slower.
+    fn residual_inflight(&self, rows: usize, cols: usize) -> Option<(&'static str, usize)> {
+        if cols <= 1024 {
+            return None;
+        }
+        let threads = [256, 128].into_iter().find(|&t| rows.div_ceil(self.sms) * t <= 2048)?;
+        let name = match shapes::residual_chunks(cols, threads)? {
+            3 => "residual_matvec_decode_3",
+            5 => "residual_matvec_decode_5",
+            _ => "residual_matvec_decode_10",
+        };
+        Some((name, threads))
     }
 
     /// `attention.rs`: split-sequence attention of the one query row at position `*pos0`.
