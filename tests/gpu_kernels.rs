@@ -665,7 +665,8 @@ fn qkv_attention_decode_matches_cpu() {
             let pick = |v: &[f32], on: bool| {
                 v.iter().zip(&at_pos).filter(|(_, w)| **w == on).map(|(x, _)| *x).collect::<Vec<_>>()
             };
-            let (ek, ev) = (rel_l2(&pick(&got_k, true), &pick(&kc, true)), rel_l2(&pick(&got_v, true), &pick(&vc, true)));
+            let (ek, ev) =
+                (rel_l2(&pick(&got_k, true), &pick(&kc, true)), rel_l2(&pick(&got_v, true), &pick(&vc, true)));
             let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
             assert!(
                 same(&pick(&got_k, false), &pick(&kc, false)) && same(&pick(&got_v, false), &pick(&vc, false)),

@@ -1,7 +1,8 @@
 //! One-token (decode) products: RMSNorm folded into a matrix-vector product, with the step that
 //! follows the product done in the same kernel's epilogue, and the plain residual products. At
 //! batch 1 every kernel boundary costs a drain and a refill of the GPU, so one decoder layer is
-//! four of these launches and the attention, instead of twelve kernels.
+//! four of these launches and the attention, instead of twelve kernels (on Hopper three, with
+//! `qkv_attention.rs` doing q/k/v and the attention in one).
 //!
 //! Every kernel here starts the same way: `launch_dependents` (the next kernel may be scheduled)
 //! and a load of the first batch of the weight rows it will read, then `wait_for_previous_grid`
@@ -516,7 +517,9 @@ pub unsafe extern "ptx-kernel" fn greedy_advance(io: *mut u32, chosen: *mut u32,
 /// Block `(128, 1, 1)`, dynamic shared memory `32 · 4` bytes; grid `(rows, 1, 1)`: one block per
 /// row, its 128 threads sharing the row's chunks (a batch of four each, the next in flight while
 /// one is used), then a block reduction. These products have few rows of many columns (896 × 4864
-/// for the 0.5B down projection): a warp per row would leave too few loads in flight.
+/// for the 0.5B down projection): a warp per row would leave too few loads in flight. For rows
+/// past 1,024 columns whose blocks all fit on the GPU at once the host uses
+/// `residual_matvec_decode_{3,5,10}` instead (the whole row in flight).
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn residual_matvec_decode(out: *mut f32, x: *const f32, w: *const u16, rows: u32, cols: u32) {
     let (r, cols) = (block_x() as usize, cols as usize);

@@ -254,7 +254,9 @@ unsafe fn qkv_attention<const L: usize, const B: usize, const S: usize>(
     }
 }
 
-/// [`qkv_attention`] for head_dim 64 and rows of up to 1,024 columns (Qwen2.5 0.5B).
+/// [`qkv_attention`] for head_dim 64 and rows of up to 1,024 columns (Qwen2.5 0.5B), eight
+/// positions a warp step (H100, BENCHMARKS.md step 40: four were 2 % faster at ctx 32 and 1.5 %
+/// slower at 2,048, sixteen slower at both; 125 registers).
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn qkv_attention_decode_64(
     out: *mut f32,
@@ -281,7 +283,8 @@ pub unsafe extern "ptx-kernel" fn qkv_attention_decode_64(
     }
 }
 
-/// [`qkv_attention`] for head_dim 128 and rows of up to 2,048 columns (Qwen2.5 1.5B).
+/// [`qkv_attention`] for head_dim 128 and rows of up to 2,048 columns (Qwen2.5 1.5B), four
+/// positions a warp step (161 registers: eight would not fit 384 threads on an SM).
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn qkv_attention_decode_128(
     out: *mut f32,

@@ -20,7 +20,6 @@ use shapes::{
 
 pub type Ptr<T> = DevicePointer<T>;
 
-
 /// The kernels' launch-shape constants, the same file they are compiled with.
 #[path = "../../../kernels-gpu/src/launch_shapes.rs"]
 #[allow(dead_code)]
@@ -498,31 +497,12 @@ impl Gpu {
     ) -> Result<()> {
         let (r, c) = (u32_of("rows", rows)?, u32_of("cols", cols)?);
         let mut args = kernel_args![out, x, w, r, c];
-        if let Some((name, threads)) = self.residual_inflight(rows, cols) {
+        if let Some((name, threads)) = residual_inflight(rows, cols, self.sms) {
             let f = self.function(name)?;
             return unsafe { self.launch_overlapped(&f, name, [r, 1, 1], threads as u32, 32 * 4, &mut args) };
         }
         let f = self.function("residual_matvec_decode")?;
         unsafe { self.launch_overlapped(&f, "residual_matvec_decode", [r, 1, 1], 128, 32 * 4, &mut args) }
-    }
-
-    /// The whole-row-in-flight residual kernel for `rows × cols` on this GPU and its block size,
-    /// or `None` for the batched `residual_matvec_decode`: the most threads a row (256 or 128)
-    /// for which every row's block is resident at once (`ceil(rows / SMs) · threads ≤ 2,048`),
-    /// each thread holding at most ten chunks. Rows of up to 1,024 columns are one batch of the
-    /// batched kernel already. H100 (BENCHMARKS.md step 41): the 0.5B down product (4,864
-    /// columns) fastest at 256 threads, the 1.5B's (8,960) at 128; 512 and 128 / 256 slower.
-    fn residual_inflight(&self, rows: usize, cols: usize) -> Option<(&'static str, usize)> {
-        if cols <= 1024 {
-            return None;
-        }
-        let threads = [256, 128].into_iter().find(|&t| rows.div_ceil(self.sms) * t <= 2048)?;
-        let name = match shapes::residual_chunks(cols, threads)? {
-            3 => "residual_matvec_decode_3",
-            5 => "residual_matvec_decode_5",
-            _ => "residual_matvec_decode_10",
-        };
-        Some((name, threads))
     }
 
     /// `attention.rs`: split-sequence attention of the one query row at position `*pos0`.
@@ -609,6 +589,25 @@ impl Gpu {
     }
 }
 
+/// The whole-row-in-flight residual kernel for `rows × cols` on a GPU of `sms` SMs and its block size,
+/// or `None` for the batched `residual_matvec_decode`: the most threads a row (256 or 128)
+/// for which every row's block is resident at once (`ceil(rows / SMs) · threads ≤ 2,048`),
+/// each thread holding at most ten chunks. Rows of up to 1,024 columns are one batch of the
+/// batched kernel already. H100 (BENCHMARKS.md step 41): the 0.5B down product (4,864
+/// columns) fastest at 256 threads, the 1.5B's (8,960) at 128; 512 and 128 / 256 slower.
+fn residual_inflight(rows: usize, cols: usize, sms: usize) -> Option<(&'static str, usize)> {
+    if cols <= 1024 {
+        return None;
+    }
+    let threads = [256, 128].into_iter().find(|&t| rows.div_ceil(sms) * t <= 2048)?;
+    let name = match shapes::residual_chunks(cols, threads)? {
+        3 => "residual_matvec_decode_3",
+        5 => "residual_matvec_decode_5",
+        _ => "residual_matvec_decode_10",
+    };
+    Some((name, threads))
+}
+
 /// The decode attention kernel for `head_dim`: its name, warps a block, and blocks an SM holds.
 fn decode_attention_kernel(head_dim: usize) -> (&'static str, usize, usize) {
     match head_dim {
@@ -647,6 +646,36 @@ mod tests {
     /// The part counts of the Qwen2.5 shapes' prompt chunks (heads, head_dim): one part per 384
     /// rows up to 3, fewer where the scratch does not hold them (the 1.5B's 1,024-row chunks hold
     /// two, the 7B's one).
+    #[test]
+    fn residual_kernel_keeps_every_row_resident() {
+        // H100 (132 SMs): the 0.5B down product at 256 threads, 3 chunks a thread; the 1.5B's at
+        // 128 threads (12 rows an SM), 10 chunks; the 7B's (27 rows an SM) and rows of at most
+        // 1,024 columns on the batched kernel.
+        assert_eq!(super::residual_inflight(896, 4864, 132), Some(("residual_matvec_decode_3", 256)));
+        assert_eq!(super::residual_inflight(1536, 8960, 132), Some(("residual_matvec_decode_10", 128)));
+        assert_eq!(super::residual_inflight(1536, 1536, 132), Some(("residual_matvec_decode_3", 128)));
+        assert_eq!(super::residual_inflight(3584, 18944, 132), None);
+        assert_eq!(super::residual_inflight(896, 896, 132), None);
+        // More chunks than ten a thread: batched.
+        assert_eq!(super::residual_inflight(100, 8 * 256 * 11, 132), None);
+        assert_eq!(super::residual_inflight(100, 8 * 256 * 10, 132), Some(("residual_matvec_decode_10", 256)));
+    }
+
+    #[test]
+    fn qkv_attention_fits_the_small_shapes_only() {
+        use crate::cuda::Gpu;
+        use crate::kv::KvLayout;
+        let kv = |kv_heads, head_dim| KvLayout { layers: 1, kv_heads, max_seq: 8, head_dim };
+        assert!(Gpu::qkv_attention_fits(896, 14, &kv(2, 64)));
+        assert!(Gpu::qkv_attention_fits(1536, 12, &kv(2, 128)));
+        assert!(Gpu::qkv_attention_fits(128, 2, &kv(1, 128)));
+        assert!(!Gpu::qkv_attention_fits(3584, 28, &kv(4, 128)), "7B rows are past 2,048 columns");
+        assert!(!Gpu::qkv_attention_fits(1032, 16, &kv(2, 64)), "past 1,024 columns for head_dim 64");
+        assert!(!Gpu::qkv_attention_fits(256, 4, &kv(4, 32)), "no head_dim-32 instance");
+        assert!(!Gpu::qkv_attention_fits(260, 4, &kv(4, 64)), "hidden not a multiple of 8");
+        assert!(!Gpu::qkv_attention_fits(256, 6, &kv(4, 64)), "heads not a multiple of KV heads");
+    }
+
     #[test]
     fn attention_parts_follow_the_rows_and_the_scratch() {
         let counts = |heads, head_dim| [128, 512, 1024].map(|tokens| attention_parts(tokens, heads, head_dim));
