@@ -552,8 +552,7 @@ unsafe fn residual_matvec_decode_inflight<const B: usize>(out: *mut f32, x: *con
     }
     let team = Team::block();
     let row = unsafe { [w.add(r * cols)] };
-    launch_dependents();
-    let ws = unsafe { load_batch::<1, B>(team, &row, 0, cols) };
+    let ws = unsafe { prologue::<1, B>(team, row, cols) };
     wait_for_previous_grid();
     let before = if thread_x() == 0 { unsafe { *out.add(r) } } else { 0.0 };
     let mut acc = [0.0f32; 1];
