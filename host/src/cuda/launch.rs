@@ -33,6 +33,18 @@ struct LaunchAttribute {
     value: [u8; 64],
 }
 
+impl LaunchAttribute {
+    /// Attribute `id` whose value starts with `words` (native-endian `u32`s; the rest zero): a flag
+    /// is one word, a cluster's dimensions three.
+    fn new(id: c_uint, words: &[u32]) -> Self {
+        let mut value = [0u8; 64];
+        for (i, w) in words.iter().enumerate() {
+            value[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        LaunchAttribute { id, pad: [0; 4], value }
+    }
+}
+
 /// `CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION` (cuda.h).
 const PROGRAMMATIC_STREAM_SERIALIZATION: c_uint = 6;
 
@@ -94,25 +106,13 @@ impl Gpu {
         shared: u32,
         args: &mut [*mut c_void],
     ) -> Result<()> {
-        let stream = self.stream.as_inner();
-        let r = match self.launch_ex {
+        match self.launch_ex {
             Some(launch) => {
-                let mut value = [0u8; 64];
-                value[..4].copy_from_slice(&1i32.to_ne_bytes());
-                let mut attr = LaunchAttribute { id: PROGRAMMATIC_STREAM_SERIALIZATION, pad: [0; 4], value };
-                let config = LaunchConfig {
-                    grid,
-                    block: [block, 1, 1],
-                    shared_mem_bytes: shared,
-                    stream,
-                    attrs: &mut attr,
-                    num_attrs: 1,
-                };
-                unsafe { launch(&config, f.to_raw(), args.as_mut_ptr(), std::ptr::null_mut()) }
+                let mut attrs = [LaunchAttribute::new(PROGRAMMATIC_STREAM_SERIALIZATION, &[1])];
+                unsafe { self.launch_with(launch, f, name, grid, block, shared, &mut attrs, args) }
             }
-            None => return unsafe { self.launch_plain(f, name, grid, block, shared, args) },
-        };
-        check(&format!("launching {name}"), r)
+            None => unsafe { self.launch_plain(f, name, grid, block, shared, args) },
+        }
     }
 
     /// Launches `f` with its blocks in thread-block clusters of `cluster` along x (Hopper), allowed
@@ -132,16 +132,26 @@ impl Gpu {
         let Some(launch) = self.launch_ex else {
             return Err(crate::error::Error::Cuda(format!("{name} needs cuLaunchKernelEx (a Hopper GPU and CUDA 12)")));
         };
-        let mut pss = [0u8; 64];
-        pss[..4].copy_from_slice(&1i32.to_ne_bytes());
-        let mut dims = [0u8; 64];
-        for (i, v) in [cluster, 1, 1].iter().enumerate() {
-            dims[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
-        }
         let mut attrs = [
-            LaunchAttribute { id: CLUSTER_DIMENSION, pad: [0; 4], value: dims },
-            LaunchAttribute { id: PROGRAMMATIC_STREAM_SERIALIZATION, pad: [0; 4], value: pss },
+            LaunchAttribute::new(CLUSTER_DIMENSION, &[cluster, 1, 1]),
+            LaunchAttribute::new(PROGRAMMATIC_STREAM_SERIALIZATION, &[1]),
         ];
+        unsafe { self.launch_with(launch, f, name, grid, block, shared, &mut attrs, args) }
+    }
+
+    /// `cuLaunchKernelEx` of `f` on the stream with the launch attributes `attrs`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn launch_with(
+        &self,
+        launch: LaunchKernelEx,
+        f: &Function,
+        name: &str,
+        grid: [u32; 3],
+        block: u32,
+        shared: u32,
+        attrs: &mut [LaunchAttribute],
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
         let config = LaunchConfig {
             grid,
             block: [block, 1, 1],
@@ -181,5 +191,26 @@ impl Gpu {
             )
         };
         check(&format!("launching {name}"), r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CLUSTER_DIMENSION, LaunchAttribute, PROGRAMMATIC_STREAM_SERIALIZATION};
+
+    /// The attributes have `CUlaunchAttribute`'s size (72 bytes) and the value bytes the driver
+    /// reads: an `int` 1 for PDL, `{x, y, z}` as three `unsigned int` for the cluster.
+    #[test]
+    fn launch_attributes_hold_what_cuda_h_says() {
+        assert_eq!(std::mem::size_of::<LaunchAttribute>(), 72);
+        let pdl = LaunchAttribute::new(PROGRAMMATIC_STREAM_SERIALIZATION, &[1]);
+        assert_eq!((pdl.id, pdl.pad), (6, [0; 4]));
+        assert_eq!(pdl.value[..4], 1i32.to_ne_bytes());
+        assert!(pdl.value[4..].iter().all(|&b| b == 0));
+        let cluster = LaunchAttribute::new(CLUSTER_DIMENSION, &[8, 1, 1]);
+        assert_eq!(cluster.id, 4);
+        let words: Vec<u32> = cluster.value.chunks(4).map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect();
+        assert_eq!(words[..3], [8, 1, 1]);
+        assert!(words[3..].iter().all(|&w| w == 0));
     }
 }
