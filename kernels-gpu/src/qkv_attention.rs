@@ -45,8 +45,8 @@ use crate::kv_layout::kv_cache_offset;
 use crate::launch_shapes::{QKV_ATTENTION_CLUSTER as CLUSTER, QKV_ATTENTION_WARPS as W};
 use crate::launch_shapes::{qkv_attention_parts_at, qkv_attention_qkv_at, qkv_attention_xg_at};
 
-/// Every warp has at most two row pairs of step 1 for head_dim up to 128.
-const TASKS_FIT: () = assert!(3 * 128 / 2 <= 2 * CLUSTER * W);
+// Every warp has at most two row pairs of step 1 for head_dim up to 128 (checked at compile time).
+const _: () = assert!(3 * 128 / 2 <= 2 * CLUSTER * W);
 
 /// The two rows of `w_qkv` of row-pair task `t` of head `h` (KV head `g`), and where their
 /// results go in the shared `[q; k; v]` (`3d` f32).
@@ -96,8 +96,6 @@ unsafe fn qkv_attention<const L: usize, const B: usize, const S: usize>(
     pos: *const u32,
 ) {
     let d = 32 * L;
-    #[allow(clippy::let_unit_value)]
-    let () = TASKS_FIT;
     let (hidden, nh, nkv, ms) = (hidden as usize, heads as usize, kv_heads as usize, max_seq as usize);
     let (rank, h) = (block_x() as usize % CLUSTER, block_x() as usize / CLUSTER);
     let g = h / (nh / nkv);
@@ -192,7 +190,8 @@ unsafe fn qkv_attention<const L: usize, const B: usize, const S: usize>(
             }
         }
         // The k and v of the first query head of the group go to the caches, after the barrier
-        // (lanes 0 and 1 store one value each). A warp has at most two tasks (`TASKS_FIT`).
+        // (lanes 0 and 1 store one value each). A warp has at most two tasks (asserted at the
+        // top of this file).
         if t >= d / 2 && h % (nh / nkv) == 0 {
             let o = kv_cache_offset(layer as usize, g, p, nkv, ms, d);
             let (cache, e) = if t < d { (k_cache, slots[0] - d) } else { (v_cache, slots[0] - 2 * d) };

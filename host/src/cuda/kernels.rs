@@ -589,9 +589,9 @@ impl Gpu {
     }
 }
 
-/// The whole-row-in-flight residual kernel for `rows × cols` on a GPU of `sms` SMs and its block size,
-/// or `None` for the batched `residual_matvec_decode`: the most threads a row (256 or 128)
-/// for which every row's block is resident at once (`ceil(rows / SMs) · threads ≤ 2,048`),
+/// The whole-row-in-flight residual kernel for `rows × cols` on a GPU of `sms` SMs and its block
+/// size, or `None` for the batched `residual_matvec_decode`: the most threads a row (256 or 128)
+/// for which every row's block is resident at once (`ceil(rows / sms) · threads ≤ 2,048`),
 /// each thread holding at most ten chunks. Rows of up to 1,024 columns are one batch of the
 /// batched kernel already. H100 (BENCHMARKS.md step 41): the 0.5B down product (4,864
 /// columns) fastest at 256 threads, the 1.5B's (8,960) at 128; 512 and 128 / 256 slower.
